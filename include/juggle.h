@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * juggle.h - one include for the whole runtime: green threads with a per-
+ * thread hub, the callback event loop, and cooperative I/O.
+ */
+#ifndef JUGGLE_H
+#define JUGGLE_H
+
+#include "juggle/common.h"
+#include "juggle/loop.h"
+#include "juggle/green.h"
+#include "juggle/io.h"
+
+#endif

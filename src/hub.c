@@ -1,0 +1,1034 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hub.c - the per-OS-thread hub: the scheduler that switches between green
+ * threads, the hub context that runs the event loop, jg__park (the one
+ * parking primitive of every layer), the slicer that moves sliced green
+ * threads' frames on and off the shared stack, and the fork reset.
+ * Invariant: only the hub's own OS thread touches the hub and its green
+ * threads; other threads reach it through the loop's inbox (jg__wake_remote).
+ */
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hub.h"
+
+_Thread_local struct jg_hub *jg__tls_hub JG_TLS_IE;
+
+/* Run at most this many green threads between two polls of the loop. */
+#define BURST_MAX 64
+/* ... and for at most this long. */
+#define SLICE_NS JG_MS(1)
+/* Descriptors kept for reuse by each hub. */
+#define FREE_G_MAX 1024
+
+static pthread_key_t hub_key;
+static pthread_once_t hub_once = PTHREAD_ONCE_INIT;
+
+/* ---- sanitizer annotations --------------------------------------------- */
+/*
+ * Every switch tells ASan which stack it moves to (fiber annotations) and
+ * TSan which fiber runs; release builds compile all of it out.
+ */
+#if JG_ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save,
+                                    const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save,
+                                     const void **bottom_old,
+                                     size_t *size_old);
+void __asan_unpoison_memory_region(const volatile void *addr, size_t size);
+#endif
+#if JG_TSAN
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void *fiber);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+#endif
+
+#if JG_ASAN
+/* Stack bounds of a green thread, for ASan. */
+static void stack_bounds(struct jg_hub *h, struct jg_green *g,
+                         const void **lo, size_t *size)
+{
+    struct jg__stack *s = (g->flags & JG__G_SLICED) ? h->shared : g->stack;
+
+    if (s) {
+        *lo = s->base;
+        *size = s->size;
+    } else {
+        *lo = NULL;
+        *size = 0;
+    }
+}
+#endif
+
+static inline void before_switch(struct jg_hub *h, struct jg_green *from,
+                                 struct jg_green *to, bool dying)
+{
+#if JG_ASAN
+    const void *lo;
+    size_t size;
+
+    stack_bounds(h, to, &lo, &size);
+    if (to->flags & JG__G_MAIN) {
+        lo = h->main_lo;
+        size = h->main_size;
+    }
+    /* A dying context passes NULL: its fake stack is freed with it. */
+    __sanitizer_start_switch_fiber(dying ? NULL : &from->asan_fake, lo, size);
+#endif
+#if JG_TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+    (void)h, (void)from, (void)to, (void)dying;
+}
+
+static inline void after_switch(struct jg_green *self)
+{
+#if JG_ASAN
+    __sanitizer_finish_switch_fiber(self ? self->asan_fake : NULL, NULL,
+                                    NULL);
+#endif
+    (void)self;
+}
+
+/* ---- descriptors ---------------------------------------------------------- */
+
+static void free_desc(struct jg_hub *h, struct jg_green *g)
+{
+    free(g->name);
+    free(g->saved);
+    if (h && h->nfree_g < FREE_G_MAX) {
+        /* Keep it for the next spawn: malloc + free cost more than a
+         * spawn should. The link field chains the cache. */
+        g->parent = h->free_g;
+        h->free_g = g;
+        h->nfree_g++;
+        return;
+    }
+    free(g);
+}
+
+/* Drop one reference; the last frees the descriptor and its parent ref. */
+void jg__green_unref(struct jg_green *g)
+{
+    while (g && --g->refs == 0) {
+        struct jg_green *parent = g->parent;
+
+        free_desc(g->hub, g);
+        g = parent;
+    }
+}
+
+struct jg_green *jg__green_alloc(struct jg_hub *h)
+{
+    struct jg_green *g = h->free_g;
+
+    if (g) {
+        h->free_g = g->parent;
+        h->nfree_g--;
+    } else {
+        g = malloc(sizeof *g);
+        if (!g)
+            return NULL;
+    }
+    memset(g, 0, sizeof *g);
+    g->hub = h;
+    g->deadline = INT64_MAX;
+    g->id = ++h->next_id;
+    return g;
+}
+
+/* ---- stacks of green threads ------------------------------------------- */
+
+/* Give back the stack of a finished green thread (we are off it now). */
+static void release_stack(struct jg_hub *h, struct jg_green *g)
+{
+    if (g->flags & JG__G_SLICED) {
+        if (h->shared_owner == g)
+            h->shared_owner = NULL;
+        free(g->saved);
+        g->saved = NULL;
+        g->saved_len = g->saved_cap = 0;
+    } else if (g->stack) {
+        /* Kept whatever the pool's bound: a burst of spawns reuses the
+         * stacks of the last one. The excess is unmapped when the hub
+         * next has nothing to run (trim in hub_main). */
+        jg__stack_put(&h->pool, g->stack, SIZE_MAX / 2);
+        g->stack = NULL;
+    }
+    if (g->flags & JG__G_RESERVED) {
+        g->flags &= (uint16_t)~JG__G_RESERVED;
+        h->reserved--;
+    }
+}
+
+/* Free what a finished green thread held once nobody runs on its stack. */
+static JG_NOINLINE void reap(struct jg_hub *h)
+{
+    struct jg_green *g = h->zombie;
+
+    h->zombie = NULL;
+    release_stack(h, g);
+#if JG_TSAN
+    if (g->tsan_fiber && !(g->flags & JG__G_SLICED)) {
+        __tsan_destroy_fiber(g->tsan_fiber);
+        g->tsan_fiber = NULL;
+    }
+#endif
+    jg__green_unref(g);          /* the run's reference */
+}
+
+static void green_entry(void *val);
+
+/*
+ * First run of a dedicated green thread: take its stack (reserved at
+ * creation, so this cannot fail for the default size) and lay out its
+ * first frame.
+ */
+static int start_dedicated(struct jg_hub *h, struct jg_green *g)
+{
+    if (!g->stack) {
+        int rc = jg__stack_get(&h->pool, 0, &g->stack);
+        if (rc < 0)
+            return rc;
+    }
+    if (g->flags & JG__G_RESERVED) {
+        g->flags &= (uint16_t)~JG__G_RESERVED;
+        h->reserved--;
+    }
+    g->stack->name = g->name;
+    g->stack->owner_id = g->id;
+    /* Start each green thread's frames at a different offset within the
+     * page: with every stack top page-aligned, the registers one green
+     * thread saves and the next one restores sit at the same address
+     * modulo 4 KiB, and the CPU's memory disambiguation stalls on that
+     * false dependency (4K aliasing). Costs at most 448 bytes of stack. */
+    jg__ctx_init(&g->ctx, g->stack->base,
+                 g->stack->size - (size_t)(g->id % 8) * 64, green_entry);
+#if JG_TSAN
+    g->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    return 0;
+}
+
+/* ---- the slicer --------------------------------------------------------- */
+/*
+ * Sliced green threads share h->shared. Their frames stay on it while they
+ * are its owner; when another sliced green thread must run, the slicer
+ * (a context on its own small stack, so it never stands on the bytes it
+ * copies) saves the owner's used part [sp, top) to the heap and puts the
+ * next one's back. While parked, a sliced green thread's stack is either
+ * resident and untouched or on the heap: nothing reads or writes it.
+ */
+static char *shared_top(struct jg_hub *h)
+{
+    return (char *)h->shared->base + h->shared->size;
+}
+
+static JG_NO_ASAN void copy_bytes(void *dst, const void *src, size_t n)
+{
+    /* The shared stack holds ASan redzones of frames that are not running;
+     * a plain (intercepted) memcpy would report them. */
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+
+    if (!JG_ASAN) {
+        memcpy(dst, src, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        d[i] = s[i];
+}
+
+static void save_out(struct jg_hub *h, struct jg_green *g)
+{
+    char *sp = g->ctx.sp;
+    char *top = shared_top(h);
+    size_t n;
+
+    if (sp < (char *)h->shared->base)
+        sp = h->shared->base;
+    n = (size_t)(top - sp);
+    if (n > g->saved_cap) {
+        /* Exact size, not doubled: idle sliced green threads are the
+         * reason this model exists, and their memory is what counts. */
+        void *p = realloc(g->saved, n);
+        if (!p)
+            JG_PANIC("out of memory saving a sliced stack (%zu bytes)", n);
+        g->saved = p;
+        g->saved_cap = n;
+    }
+    copy_bytes(g->saved, sp, n);
+    g->saved_len = n;
+}
+
+static void restore_in(struct jg_hub *h, struct jg_green *g)
+{
+    char *top = shared_top(h);
+
+    copy_bytes(top - g->saved_len, g->saved, g->saved_len);
+#if JG_ASAN
+    /* The redzones of the frames that ran here before are stale. */
+    __asan_unpoison_memory_region(h->shared->base, h->shared->size);
+#endif
+}
+
+static void slicer_main(void *unused)
+{
+    struct jg_hub *h = jg__tls_hub;
+
+    (void)unused;
+    after_switch(NULL);
+    for (;;) {
+        struct jg_green *to = h->slice_to;
+        struct jg_green *owner = h->shared_owner;
+
+        if (owner && owner != to && owner->state != JG_GREEN_DONE)
+            save_out(h, owner);
+        if (to->flags & JG__G_START) {
+            to->flags &= (uint16_t)~JG__G_START;
+            jg__ctx_init(&to->ctx, h->shared->base, h->shared->size,
+                         green_entry);
+#if JG_TSAN
+            /* One TSan fiber for all sliced green threads: TSan maps a
+             * shadow stack per fiber, which a million of them would
+             * exhaust (vm.max_map_count). Races between two sliced green
+             * threads go unseen; none is reported falsely. */
+            to->tsan_fiber = h->sliced_fiber;
+#endif
+#if JG_ASAN
+            __asan_unpoison_memory_region(h->shared->base, h->shared->size);
+#endif
+        } else if (owner != to) {
+            restore_in(h, to);
+        }
+        h->shared_owner = to;
+        h->shared->name = to->name;
+        h->shared->owner_id = to->id;
+#if JG_ASAN
+        __sanitizer_start_switch_fiber(&h->slicer_fake, h->shared->base,
+                                       h->shared->size);
+#endif
+#if JG_TSAN
+        __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+        (void)jg__ctx_switch(&h->slicer, &to->ctx, h->slice_val);
+#if JG_ASAN
+        __sanitizer_finish_switch_fiber(h->slicer_fake, NULL, NULL);
+#endif
+    }
+}
+
+static int slicer_init(struct jg_hub *h)
+{
+    int rc = jg__stack_get(&h->pool, 0, &h->slicer_stack);
+
+    if (rc < 0)
+        return rc;
+    jg__ctx_init(&h->slicer, h->slicer_stack->base, h->slicer_stack->size,
+                 slicer_main);
+#if JG_TSAN
+    h->slicer_fiber = __tsan_create_fiber(0);
+    h->sliced_fiber = __tsan_create_fiber(0);
+#endif
+    return 0;
+}
+
+/* ---- switching ------------------------------------------------------------ */
+
+/* The rare cases of a switch: a first run, or a sliced target. */
+static JG_NOINLINE void *switch_slow(struct jg_hub *h, struct jg_green *from,
+                                     struct jg_green *to, void *val,
+                                     bool dying)
+{
+    void *v;
+
+    if (to->flags & JG__G_SLICED) {
+        if (h->shared_owner != to || (to->flags & JG__G_START)) {
+            /* Hop through the slicer; it completes the switch to `to`. */
+            h->slice_to = to;
+            h->slice_val = val;
+#if JG_ASAN
+            __sanitizer_start_switch_fiber(dying ? NULL : &from->asan_fake,
+                                           h->slicer_stack->base,
+                                           h->slicer_stack->size);
+#endif
+#if JG_TSAN
+            __tsan_switch_to_fiber(h->slicer_fiber, 0);
+#endif
+            v = jg__ctx_switch(&from->ctx, &h->slicer, val);
+            goto resumed;
+        }
+    } else if (to->flags & JG__G_START) {
+        int rc = start_dedicated(h, to);
+        if (rc < 0)
+            JG_PANIC("no stack for a reserved green thread: %s",
+                     jg_strerror(rc));
+        to->flags &= (uint16_t)~JG__G_START;
+    }
+    before_switch(h, from, to, dying);
+    v = jg__ctx_switch(&from->ctx, &to->ctx, val);
+resumed:
+    if (unlikely(h->zombie))
+        reap(h);
+    after_switch(from);
+    return v;
+}
+
+/*
+ * Switch from the running green thread `from` to `to`, passing val. The
+ * caller has set from->state; this sets `to` running. Returns the value
+ * passed when something switches back to `from`.
+ */
+static inline void *switch_to(struct jg_hub *h, struct jg_green *from,
+                              struct jg_green *to, void *val)
+{
+    void *v;
+
+    h->current = to;
+    to->state = JG_GREEN_RUNNING;
+    if (unlikely(to->flags & (JG__G_SLICED | JG__G_START)))
+        return switch_slow(h, from, to, val, false);
+    before_switch(h, from, to, false);
+    v = jg__ctx_switch(&from->ctx, &to->ctx, val);
+    /* We run again: free what a green thread that died meanwhile held. */
+    if (unlikely(h->zombie))
+        reap(h);
+    after_switch(from);
+    return v;
+}
+
+/*
+ * The value a ready green thread is resumed with: NULL for a park (it reads
+ * park.result), the error for one suspended in jg_switch that kill or
+ * deadlock detection made ready (its jg_switch returns the value as is).
+ */
+static inline void *resume_value(struct jg_green *g)
+{
+    if (unlikely(g->flags & JG__G_RESUME)) {
+        g->flags &= (uint16_t)~JG__G_RESUME;
+        return JG_ERR(g->park.result);
+    }
+    return NULL;
+}
+
+/*
+ * The running green thread has stopped running (parked, switched, done or
+ * yielded, state already set): run the next ready one directly while the
+ * run slice lasts, else go back to the hub to poll.
+ */
+static inline __attribute__((always_inline)) void *
+schedule(struct jg_hub *h, struct jg_green *self)
+{
+    struct jg__list *n;
+
+    if (likely(h->burst < BURST_MAX)) {
+        /* Check the clock only every 16 direct switches: reading it on
+         * every switch would cost as much as the switch. */
+        if ((++h->burst & 15) != 0 || jg_now() < h->tick_end) {
+            n = jg__list_pop_front(&h->ready);
+            if (n) {
+                struct jg_green *g = JG_CONTAINER_OF(n, struct jg_green, link);
+                return switch_to(h, self, g, resume_value(g));
+            }
+        }
+    }
+    return switch_to(h, self, h->hub_g, NULL);
+}
+
+/* ---- finishing ----------------------------------------------------------- */
+
+/* The first ancestor that has not finished (the hub's children: the hub). */
+static struct jg_green *live_ancestor(struct jg_green *g)
+{
+    struct jg_green *p = g->parent;
+
+    while (p && p->state == JG_GREEN_DONE)
+        p = p->parent;
+    return p;
+}
+
+static _Noreturn void finish(struct jg_hub *h, struct jg_green *g, void *res)
+{
+    struct jg_green *to;
+
+    g->arg = res;
+    g->state = JG_GREEN_DONE;
+    h->count--;
+    if (g->joiner)
+        jg__wake(g->joiner, 0);
+    /* greenlet: control and the result go to the first live ancestor, if
+     * it can take a value (suspended in jg_switch, or not started);
+     * otherwise (it waits in the runtime, or is the hub) to the scheduler. */
+    to = live_ancestor(g);
+    /* jg_switch's fast path does not reap after it resumes: a previous
+     * zombie may still wait. We are on g's stack, not on that one's. */
+    if (h->zombie)
+        reap(h);
+    h->zombie = g;
+    if (to && !(to->flags & JG__G_HUB) &&
+        (to->state == JG_GREEN_SWITCHED ||
+         (to->state == JG_GREEN_NEW && !jg__list_linked(&to->link)))) {
+        h->current = to;
+        to->state = JG_GREEN_RUNNING;
+        switch_slow(h, g, to, res, true);
+    } else {
+        struct jg__list *n = jg__list_pop_front(&h->ready);
+        to = n ? JG_CONTAINER_OF(n, struct jg_green, link) : h->hub_g;
+        h->current = to;
+        to->state = JG_GREEN_RUNNING;
+        switch_slow(h, g, to, n ? resume_value(to) : NULL, true);
+    }
+    JG_PANIC("a finished green thread was resumed");
+}
+
+static void green_entry(void *val)
+{
+    struct jg_hub *h = jg__tls_hub;
+    struct jg_green *g = h->current;
+    void *res = NULL;
+
+    (void)val;
+    after_switch(NULL);
+    if (unlikely(h->zombie))
+        reap(h);
+    if (!(g->flags & JG__G_CANCELLED))
+        res = g->fn(g->arg);
+    h = jg__tls_hub;
+    if (unlikely(g->flags & JG__G_MAIN)) {
+        /* A forked child's surviving green thread is its main context:
+         * its function returning ends the process. */
+        fflush(NULL);
+        exit(JG_IS_ERR(res) ? 1 : 0);
+    }
+    finish(h, g, res);
+}
+
+/* ---- parking ------------------------------------------------------------- */
+
+static void park_timer_cb(struct jg_timer *t)
+{
+    struct jg_green *g = JG_CONTAINER_OF(t, struct jg_green, park.timer);
+
+    jg__wake(g, -ETIMEDOUT);
+}
+
+int jg__park(int64_t deadline)
+{
+    struct jg_hub *h = jg__tls_hub;
+    struct jg_green *g;
+    int64_t eff;
+    int saved_errno;
+
+    if (unlikely(!h))
+        return -EPERM;
+    g = h->current;
+    if (unlikely(jg__cb_depth > 0 || g == h->hub_g))
+        return -EPERM;
+    if (unlikely(g->flags & JG__G_CANCELLED))
+        return -ECANCELED;
+    eff = deadline < g->deadline ? deadline : g->deadline;
+    if (eff != INT64_MAX) {
+        int64_t left = eff - jg_now();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        jg_timer_init(&g->park.timer, park_timer_cb);
+        jg_timer_start(&h->loop, &g->park.timer, left, 0);
+    }
+    /* errno is per OS thread and every green thread shares it: a parked
+     * green thread must find it as it left it. */
+    saved_errno = errno;
+    g->state = JG_GREEN_PARKED;
+    schedule(h, g);
+    errno = saved_errno;
+    if (eff != INT64_MAX)
+        jg_timer_stop(&g->park.timer);
+    return g->park.result;
+}
+
+static void remote_post_cb(struct jg__post *p)
+{
+    struct jg_green *g = JG_CONTAINER_OF(p, struct jg_green, park.post);
+
+    jg__make_ready(g);
+}
+
+bool jg__wake_remote(struct jg_green *g, int result)
+{
+    int zero = 0;
+
+    /* seq_cst CAS: pairs with the local claim's CAS for REMOTE parks. */
+    if (!atomic_compare_exchange_strong(&g->park.fired, &zero, 1))
+        return false;
+    g->park.result = result;
+    g->park.post.fn = remote_post_cb;
+    jg__loop_post(&g->hub->loop, &g->park.post);
+    return true;
+}
+
+void jg__remote_begin(struct jg_hub *h)
+{
+    h->current->flags |= JG__G_REMOTE;
+    atomic_fetch_add(&h->remote, 1);
+}
+
+void jg__remote_end(struct jg_hub *h)
+{
+    h->current->flags &= (uint16_t)~JG__G_REMOTE;
+    atomic_fetch_sub(&h->remote, 1);
+}
+
+/* ---- fd waits ------------------------------------------------------------ */
+
+static void fd_wait_cb(struct jg_io *w, uint32_t revents)
+{
+    struct jg_green *g = JG_CONTAINER_OF(w, struct jg_green, io);
+
+    jg__wake(g, (revents & JG_CLOSED) ? -EBADF : (int)revents);
+}
+
+int jg__wait_fd_until(int fd, uint32_t events, int64_t deadline)
+{
+    struct jg_green *g = jg__park_prepare();
+    int rc;
+
+    if (!g)
+        return -ENOMEM;
+    if (g == g->hub->hub_g || jg__cb_depth > 0)
+        return -EPERM;
+    if (g->flags & JG__G_CANCELLED)
+        return -ECANCELED;
+    jg_io_init(&g->io, fd_wait_cb, fd, events);
+    rc = jg_io_start(&g->hub->loop, &g->io);
+    if (rc < 0)
+        return rc;
+    rc = jg__park(deadline);
+    jg_io_stop(&g->io);
+    return rc;
+}
+
+void jg__fd_closing(int fd)
+{
+    if (jg__tls_hub)
+        jg__loop_fd_closed(&jg__tls_hub->loop, fd);
+}
+
+void jg__fd_fresh(int fd)
+{
+    if (jg__tls_hub)
+        jg__loop_fd_fresh(&jg__tls_hub->loop, fd);
+}
+
+/* ---- the hub context ----------------------------------------------------- */
+
+/*
+ * Nothing can ever wake a blocked main context: no ready green thread, no
+ * referenced watcher, no cross-thread operation outstanding.
+ */
+static bool deadlocked(struct jg_hub *h)
+{
+    return jg__list_empty(&h->ready) && !jg__loop_alive(&h->loop) &&
+           atomic_load(&h->remote) == 0;
+}
+
+/* Resume a blocked main context with -EDEADLK (gevent's LoopExit). */
+static void break_deadlock(struct jg_hub *h)
+{
+    struct jg_green *m = h->main_g;
+
+    if (m->state == JG_GREEN_PARKED) {
+        jg__wake(m, -EDEADLK);
+    } else if (m->state == JG_GREEN_SWITCHED) {
+        m->park.result = -EDEADLK;
+        m->flags |= JG__G_RESUME;
+        jg__make_ready(m);
+    } else {
+        JG_PANIC("deadlock: every green thread waits and main (state %d) "
+                 "cannot be woken", m->state);
+    }
+}
+
+static void hub_main(void *val)
+{
+    struct jg_hub *h = jg__tls_hub;
+
+    (void)val;
+    after_switch(NULL);
+    for (;;) {
+        struct jg__list *n;
+
+        /* Run the ready green threads; they may also run each other
+         * directly (schedule) within the same slice. */
+        h->burst = 0;
+        /* The loop read the clock right after its poll: reuse it. */
+        h->tick_end = h->loop.now + SLICE_NS;
+        while (h->burst < BURST_MAX &&
+               (n = jg__list_pop_front(&h->ready)) != NULL) {
+            struct jg_green *g = JG_CONTAINER_OF(n, struct jg_green, link);
+
+            h->burst++;
+            h->hub_g->state = JG_GREEN_PARKED;
+            switch_to(h, h->hub_g, g, resume_value(g));
+        }
+        if (deadlocked(h)) {
+            break_deadlock(h);
+            continue;
+        }
+        if (jg__list_empty(&h->ready)) {
+            /* Idle: return the stacks a burst left beyond the bound. */
+            if (h->pool.count > h->pool.max + h->reserved)
+                jg__stack_pool_trim(&h->pool, h->reserved);
+        }
+        jg__loop_iterate(&h->loop, jg__list_empty(&h->ready), -1);
+    }
+}
+
+/*
+ * jg_loop_run(jg_loop_default()) from a green thread. The hub is never
+ * suspended inside an iteration (callbacks cannot switch), so the caller
+ * iterates the loop itself, on its own stack, with the callback depth
+ * raised as usual; it yields whenever other green threads are ready, so
+ * they keep running, and blocks in the poll only when nothing is ready.
+ */
+int jg__hub_loop_run(struct jg_hub *h, int mode)
+{
+    int rc;
+
+    if (h != jg__tls_hub)
+        return -EXDEV;
+    if (mode < JG_RUN_DEFAULT || mode > JG_RUN_NOWAIT)
+        return -EINVAL;
+    if (h->current == h->hub_g || jg__cb_depth > 0)
+        return -EPERM;
+    do {
+        if (!jg__list_empty(&h->ready)) {
+            rc = jg_yield();
+            if (rc < 0)
+                return rc;
+        }
+        jg__loop_iterate(&h->loop,
+                         mode != JG_RUN_NOWAIT && jg__list_empty(&h->ready),
+                         -1);
+        if (h->loop.stop) {
+            h->loop.stop = false;
+            break;
+        }
+    } while (mode == JG_RUN_DEFAULT && jg__loop_alive(&h->loop));
+    return jg__loop_alive(&h->loop) ? 1 : 0;
+}
+
+/* The stack the calling thread runs on (the overflow handler asks). */
+struct jg__stack *jg__stack_running(void)
+{
+    struct jg_hub *h = jg__tls_hub;
+    struct jg_green *g;
+
+    if (!h || !(g = h->current))
+        return NULL;
+    if (g->flags & JG__G_SLICED)
+        return h->shared;
+    return g->stack;
+}
+
+/* ---- hub lifecycle ------------------------------------------------------- */
+
+static void hub_destroy(void *arg)
+{
+    struct jg_hub *h = arg;
+
+    /* Thread exit. Green threads still alive are abandoned (their
+     * descriptors leak); what the hub itself owns is returned. */
+    if (!h || h->count > 0)
+        return;
+    jg__tls_hub = NULL;
+    jg__loop_fini(&h->loop);
+    if (h->hub_g->stack)
+        jg__stack_unmap(h->hub_g->stack);
+    if (h->slicer_stack)
+        jg__stack_unmap(h->slicer_stack);
+    if (h->shared)
+        jg__stack_unmap(h->shared);
+    jg__stack_pool_drain(&h->pool);
+    while (h->free_g) {
+        struct jg_green *g = h->free_g;
+        h->free_g = g->parent;
+        free(g);
+    }
+    free(h->hub_g);
+    free(h->main_g);
+    free(h);
+}
+
+static void after_fork_child(void);
+
+static void hub_once_init(void)
+{
+    pthread_key_create(&hub_key, hub_destroy);
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+static int hub_start_context(struct jg_hub *h)
+{
+    struct jg_green *hg = h->hub_g;
+    int rc = jg__stack_get(&h->pool, 0, &hg->stack);
+
+    if (rc < 0)
+        return rc;
+    hg->stack->name = "hub";
+    jg__ctx_init(&hg->ctx, hg->stack->base, hg->stack->size, hub_main);
+    return 0;
+}
+
+static void main_stack_bounds(struct jg_hub *h)
+{
+#if JG_ASAN
+    pthread_attr_t a;
+    void *lo;
+    size_t size;
+
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstack(&a, &lo, &size);
+        h->main_lo = lo;
+        h->main_size = size;
+        pthread_attr_destroy(&a);
+    }
+#else
+    (void)h;
+#endif
+}
+
+struct jg_hub *jg__hub_get(void)
+{
+    struct jg_hub *h = jg__tls_hub;
+
+    if (h)
+        return h;
+    pthread_once(&hub_once, hub_once_init);
+    h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    jg__list_init(&h->ready);
+    jg__stack_pool_init(&h->pool);
+    h->hub_g = calloc(1, sizeof *h->hub_g);
+    h->main_g = calloc(1, sizeof *h->main_g);
+    if (!h->hub_g || !h->main_g)
+        goto err_free;
+    if (jg__loop_init(&h->loop) < 0)
+        goto err_free;
+    h->loop.hub = h;
+    if (jg__stack_thread_init() < 0 || hub_start_context(h) < 0)
+        goto err_loop;
+
+    h->hub_g->hub = h;
+    h->hub_g->flags = JG__G_HUB;
+    h->hub_g->state = JG_GREEN_PARKED;
+    h->hub_g->refs = 1;
+    h->hub_g->deadline = INT64_MAX;
+    h->main_g->hub = h;
+    h->main_g->flags = JG__G_MAIN;
+    h->main_g->state = JG_GREEN_RUNNING;
+    h->main_g->refs = 1;
+    h->main_g->deadline = INT64_MAX;
+    main_stack_bounds(h);
+#if JG_TSAN
+    h->main_g->tsan_fiber = __tsan_get_current_fiber();
+    h->hub_g->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    h->current = h->main_g;
+    jg__tls_hub = h;
+    pthread_setspecific(hub_key, h);
+    return h;
+
+err_loop:
+    jg__loop_fini(&h->loop);
+err_free:
+    free(h->hub_g);
+    free(h->main_g);
+    free(h);
+    return NULL;
+}
+
+/* Map the sliced green threads' shared stack and the slicer on first use. */
+int jg__hub_sliced_init(struct jg_hub *h)
+{
+    int rc;
+
+    if (h->shared)
+        return 0;
+    rc = jg__stack_get(&h->pool, 0, &h->shared);
+    if (rc < 0)
+        return rc;
+    rc = slicer_init(h);
+    if (rc < 0) {
+        jg__stack_put(&h->pool, h->shared, 0);
+        h->shared = NULL;
+    }
+    return rc;
+}
+
+/*
+ * fork() in a process with a hub: in the child only the calling green thread
+ * survives, as main, on a fresh hub. The other green threads' descriptors
+ * and stacks are abandoned (their memory is the parent's, copied on write);
+ * the loop's inherited kernel objects are closed, never epoll_ctl'd.
+ */
+static void after_fork_child(void)
+{
+    struct jg_hub *h = jg__tls_hub;
+    struct jg_green *self;
+
+    if (!h)
+        return;
+    self = h->current;
+    jg__loop_after_fork(&h->loop);
+    jg__list_init(&h->ready);
+    h->count = 0;
+    h->reserved = 0;
+    h->zombie = NULL;
+    /* A sliced survivor is running on the shared stack: it owns it. */
+    h->shared_owner = (self->flags & JG__G_SLICED) ? self : NULL;
+    atomic_store(&h->remote, 0);
+    if (self != h->main_g) {
+        self->flags |= JG__G_MAIN;
+        self->parent = NULL;
+        self->joiner = NULL;
+        h->main_g = self;
+    }
+    self->flags &= (uint16_t)~(JG__G_CANCELLED | JG__G_REMOTE);
+    self->deadline = INT64_MAX;
+    /* The hub context starts over on its own stack. */
+    h->hub_g->state = JG_GREEN_PARKED;
+#if JG_TSAN
+    /* TSan's view of fibers made before the fork is stale in the child. */
+    h->hub_g->tsan_fiber = __tsan_create_fiber(0);
+    if (h->shared) {
+        h->slicer_fiber = __tsan_create_fiber(0);
+        h->sliced_fiber = __tsan_create_fiber(0);
+    }
+#endif
+    jg__ctx_init(&h->hub_g->ctx, h->hub_g->stack->base, h->hub_g->stack->size,
+                 hub_main);
+#if JG_ASAN
+    if (self->flags & JG__G_SLICED) {
+        h->main_lo = h->shared->base;
+        h->main_size = h->shared->size;
+    } else if (self->stack) {
+        h->main_lo = self->stack->base;
+        h->main_size = self->stack->size;
+    }
+#endif
+}
+
+/* ---- switching API (here, so the fast path inlines) ------------------------ */
+
+/* jg_switch with every check, and the rare cases: errors, first runs,
+ * sliced targets, a zombie to reap, sanitizer builds. */
+static JG_NOINLINE void *switch_checked(struct jg_green *target, void *value)
+{
+    struct jg_hub *h = jg__hub_get();
+    struct jg_green *self;
+
+    if (unlikely(!h))
+        return JG_ERR(-ENOMEM);
+    if (unlikely(!target))
+        return JG_ERR(-EINVAL);
+    if (unlikely(target->hub != h))
+        return JG_ERR(-EXDEV);
+    if (unlikely(jg__cb_depth > 0))
+        return JG_ERR(-EPERM);
+    self = h->current;
+    if (unlikely(self == h->hub_g))
+        return JG_ERR(-EPERM);
+    if (target->state != JG_GREEN_SWITCHED) {
+        if (target->state == JG_GREEN_DONE)
+            return JG_ERR(-EINVAL);
+        if (target->state != JG_GREEN_NEW || jg__list_linked(&target->link))
+            return JG_ERR(-EBUSY);
+    }
+    if (unlikely(self->flags & JG__G_CANCELLED))
+        return JG_ERR(-ECANCELED);
+    if (unlikely(h->zombie))
+        reap(h);
+    self->state = JG_GREEN_SWITCHED;
+    h->current = target;
+    target->state = JG_GREEN_RUNNING;
+    return switch_slow(h, self, target, value, false);
+}
+
+void *jg_switch(struct jg_green *target, void *value)
+{
+#if !JG_ASAN && !JG_TSAN
+    struct jg_hub *h = jg__tls_hub;
+
+    /* The common case in as few instructions as possible, and as a tail
+     * call: whatever resumes us later enters our caller directly with its
+     * value, and nothing is left to do here. Anything unusual (an error,
+     * a first run, a sliced target, a zombie to reap) takes the checked
+     * path. */
+    /* A target's hub is never NULL, so this also means h != NULL. The
+     * hub context runs user code only in callbacks, so cb_depth == 0 also
+     * means the caller is not the hub. A SWITCHED target has started (no
+     * JG__G_START). A zombie left by a finished green thread waits for
+     * the next switch that reaps (finish() reaps before it makes another). */
+    if (likely(target && target->hub == h && jg__cb_depth == 0)) {
+        struct jg_green *self = h->current;
+
+        if (likely(target->state == JG_GREEN_SWITCHED &&
+                   !(target->flags & JG__G_SLICED) &&
+                   !(self->flags & JG__G_CANCELLED))) {
+            self->state = JG_GREEN_SWITCHED;
+            h->current = target;
+            target->state = JG_GREEN_RUNNING;
+            return jg__ctx_jump(&self->ctx, &target->ctx, value);
+        }
+    }
+#endif
+    return switch_checked(target, value);
+}
+
+int jg_yield(void)
+{
+    struct jg_hub *h = jg__hub_get();
+    struct jg_green *self;
+    int saved_errno;
+
+    if (!h)
+        return -ENOMEM;
+    self = h->current;
+    if (jg__cb_depth > 0 || self == h->hub_g)
+        return -EPERM;
+    if (self->flags & JG__G_CANCELLED)
+        return -ECANCELED;
+    saved_errno = errno;
+    /* Behind every green thread that is ready now; the hub polls once
+     * the slice ends, so a yielding loop does not starve I/O. */
+    jg__make_ready(self);
+    schedule(h, self);
+    errno = saved_errno;
+    return 0;
+}
+
+/* Kill of a green thread suspended in jg_switch: resume it with the error. */
+void jg__resume_switched(struct jg_green *g, int code)
+{
+    g->park.result = code;
+    g->flags |= JG__G_RESUME;
+    jg__make_ready(g);
+}
+
+/* Finish a green thread that never ran (killed while NEW). */
+void jg__finish_unstarted(struct jg_green *g)
+{
+    struct jg_hub *h = g->hub;
+
+    if (jg__list_linked(&g->link))
+        jg__list_remove(&g->link);
+    g->arg = NULL;
+    g->state = JG_GREEN_DONE;
+    h->count--;
+    if (g->joiner)
+        jg__wake(g->joiner, 0);
+    release_stack(h, g);
+    jg__green_unref(g);         /* the run's reference */
+}

@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hub.h - green-thread descriptors, the per-thread hub, and the one parking
+ * primitive (jg__park) that every blocking call of every layer uses. Only
+ * the hub's own OS thread touches a hub and its green threads, except for
+ * jg__wake_remote(), which is the cross-thread door.
+ */
+#ifndef JG_HUB_H
+#define JG_HUB_H
+
+#include "internal.h"
+#include "loop.h"
+#include "stack.h"
+#include "arch/switch.h"
+
+/* Green-thread flags. */
+enum {
+    JG__G_CANCELLED = 1u << 0,  /* jg_kill: sticky */
+    JG__G_DETACHED = 1u << 1,   /* handle released; free when done */
+    JG__G_MAIN = 1u << 2,       /* the OS thread's original context */
+    JG__G_HUB = 1u << 3,        /* the hub's own context */
+    JG__G_SLICED = 1u << 4,     /* runs on the hub's shared stack */
+    JG__G_RESERVED = 1u << 5,   /* holds a stack reservation (not yet run) */
+    JG__G_JOINING = 1u << 6,    /* a joiner waits on it */
+    JG__G_REMOTE = 1u << 7,     /* parked on a cross-thread source */
+    JG__G_START = 1u << 8,      /* needs its stack and first frame */
+    JG__G_RESUME = 1u << 9,     /* SWITCHED, made ready by kill/deadlock */
+};
+
+/*
+ * What a parked green thread waits for. Everything a waker touches lives
+ * here, in the descriptor, never on the green thread's stack: a parked
+ * sliced green thread's stack may be copied out at any moment.
+ */
+struct jg__park {
+    _Atomic int fired;          /* 0 while waiting; a waker claims it 0 -> 1 */
+    int result;                 /* what the winning waker reports */
+    struct jg_timer timer;      /* the deadline, if any */
+    struct jg__post post;       /* cross-thread wake-up through the inbox */
+};
+
+struct jg_green {
+    struct jg__ctx ctx;         /* saved context (first: hot) */
+    struct jg_hub *hub;
+    uint8_t state;              /* enum jg_green_state */
+    uint8_t pad_;
+    uint16_t flags;
+    uint32_t refs;              /* the handle, the run, each child */
+    struct jg__list link;       /* ready queue, or a wait list */
+    jg_green_fn fn;
+    void *arg;                  /* fn's argument, then its result */
+    struct jg_green *parent;
+    struct jg_green *joiner;    /* the green thread in jg_join on us */
+    struct jg__stack *stack;    /* dedicated stack, or the shared one */
+    /* Sliced stacks: the used part, copied out while another runs. */
+    void *saved;
+    size_t saved_len, saved_cap;
+    int64_t deadline;           /* effective deadline (scopes), INT64_MAX */
+    size_t stack_size;          /* requested (dedicated, non-default) */
+    struct jg__park park;
+    struct jg_io io;            /* jg_wait_fd's watcher */
+    char *name;                 /* NULL: "green-<id>" made on demand */
+    uint64_t id;
+#if JG_ASAN
+    void *asan_fake;
+#endif
+#if JG_TSAN
+    void *tsan_fiber;
+#endif
+};
+
+struct jg_hub {
+    struct jg_green *current;   /* running green thread (first: hot) */
+    struct jg__list ready;      /* READY green threads, FIFO */
+    struct jg_green *hub_g;     /* the hub's own context */
+    struct jg_green *main_g;    /* the thread's original context */
+    struct jg_green *zombie;    /* finished; its stack is freed next */
+    struct jg_loop loop;
+    struct jg__stack_pool pool;
+    struct jg__stack *shared;   /* the sliced green threads' stack */
+    struct jg_green *shared_owner; /* whose frames are on it now */
+    struct jg__ctx slicer;      /* runs the copies between sliced threads */
+    struct jg__stack *slicer_stack;
+    struct jg_green *slice_to;  /* where the slicer goes next */
+    void *slice_val;
+    struct jg_green *free_g;    /* cache of freed descriptors */
+    size_t nfree_g;
+    int64_t tick_end;           /* end of the current 1 ms run slice */
+    size_t reserved;            /* stacks reserved by unstarted threads */
+    size_t count;               /* live green threads, main and hub aside */
+    uint64_t next_id;
+    int burst;                  /* direct switches since the last poll */
+    _Atomic int remote;         /* cross-thread waits outstanding */
+#if JG_ASAN
+    const void *main_lo;        /* the thread's own stack, for ASan */
+    size_t main_size;
+    void *slicer_fake;
+#endif
+#if JG_TSAN
+    void *slicer_fiber;
+    void *sliced_fiber;         /* shared by every sliced green thread */
+#endif
+};
+
+/* The calling thread's hub; NULL before first use. */
+extern _Thread_local struct jg_hub *jg__tls_hub JG_TLS_IE;
+/* The calling thread's hub, created on first use; NULL if out of memory. */
+JG_HIDDEN struct jg_hub *jg__hub_get(void);
+
+/*
+ * Park the calling green thread until a waker calls jg__wake(_remote), the
+ * deadline (absolute ns, INT64_MAX for none; the green thread's own
+ * effective deadline also applies) passes, or it is killed. Before calling,
+ * prepare with jg__park_prepare() and register the wake sources; after it
+ * returns, unregister them (the caller's one cleanup path). Returns the
+ * waker's result, -ETIMEDOUT, -ECANCELED, -EDEADLK (nothing can ever wake
+ * it), or -EPERM (from a loop callback or the hub). errno is preserved.
+ */
+JG_HIDDEN int jg__park(int64_t deadline);
+/* The same from any thread: the wake-up goes through the hub's inbox. The
+ * waiter must have counted the wait with jg__remote_begin(). */
+JG_HIDDEN bool jg__wake_remote(struct jg_green *g, int result);
+/* A green thread is about to wait on a cross-thread source (or stops). */
+JG_HIDDEN void jg__remote_begin(struct jg_hub *h);
+JG_HIDDEN void jg__remote_end(struct jg_hub *h);
+
+/*
+ * Wait until fd is ready for events or the absolute deadline passes; the
+ * engine behind jg_wait_fd and every cooperative I/O call. Returns ready
+ * events (> 0), -ETIMEDOUT, -ECANCELED, -EBADF (jg_close), -EPERM, or a
+ * backend error. Outside green context (no hub yet) it parks the main
+ * context all the same: the hub is created on demand.
+ */
+JG_HIDDEN int jg__wait_fd_until(int fd, uint32_t events, int64_t deadline);
+/* jg_close's notification: wake every waiter on fd (this thread's hub). */
+JG_HIDDEN void jg__fd_closing(int fd);
+/* A juggle call made fd (accept, socket): see jg__loop_fd_fresh. */
+JG_HIDDEN void jg__fd_fresh(int fd);
+
+/* The running green thread (creating the hub if needed), or NULL. */
+static inline struct jg_green *jg__current(void)
+{
+    struct jg_hub *h = jg__tls_hub;
+    if (unlikely(!h))
+        h = jg__hub_get();
+    return h ? h->current : NULL;
+}
+
+/* Make a NEW/PARKED/SWITCHED green thread ready (hub thread only). */
+static inline void jg__make_ready(struct jg_green *g)
+{
+    g->state = JG_GREEN_READY;
+    jg__list_push_back(&g->hub->ready, &g->link);
+}
+
+/*
+ * Arm the calling green thread's park state. Returns it, or NULL when no
+ * hub can be made (the -EPERM conditions are jg__park's to report).
+ */
+static inline struct jg_green *jg__park_prepare(void)
+{
+    struct jg_green *g = jg__current();
+
+    if (likely(g != NULL)) {
+        atomic_store_explicit(&g->park.fired, 0, memory_order_relaxed);
+        g->park.result = 0;
+    }
+    return g;
+}
+
+/*
+ * Wake g if it still waits (hub thread only): claim the park, record
+ * result, make g ready. Returns true if this call woke it. Exactly one
+ * waker wins: with a cross-thread source in play (JG__G_REMOTE) the claim
+ * is a real compare-and-swap against jg__wake_remote; otherwise only this
+ * thread wakes g and a plain load and store suffice.
+ */
+static inline bool jg__wake(struct jg_green *g, int result)
+{
+    if (g->state != JG_GREEN_PARKED)
+        return false;
+    if (unlikely(g->flags & JG__G_REMOTE)) {
+        int zero = 0;
+        if (!atomic_compare_exchange_strong(&g->park.fired, &zero, 1))
+            return false;
+    } else {
+        if (atomic_load_explicit(&g->park.fired, memory_order_relaxed))
+            return false;
+        atomic_store_explicit(&g->park.fired, 1, memory_order_relaxed);
+    }
+    g->park.result = result;
+    jg__make_ready(g);
+    return true;
+}
+
+/* The hub's entry for jg_loop_run(jg_loop_default()) from a green thread. */
+JG_HIDDEN int jg__hub_loop_run(struct jg_hub *h, int mode);
+
+/* Descriptors: a zeroed one with hub, id and deadline set; drop a ref. */
+JG_HIDDEN struct jg_green *jg__green_alloc(struct jg_hub *h);
+JG_HIDDEN void jg__green_unref(struct jg_green *g);
+/* Map the shared stack and the slicer on first sliced spawn. */
+JG_HIDDEN int jg__hub_sliced_init(struct jg_hub *h);
+/* Make a green thread suspended in jg_switch ready; its jg_switch returns
+ * JG_ERR(code). */
+JG_HIDDEN void jg__resume_switched(struct jg_green *g, int code);
+/* End a green thread that never ran (killed while NEW or queued unstarted). */
+JG_HIDDEN void jg__finish_unstarted(struct jg_green *g);
+
+#endif

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * loop.h - the loop's internals shared with the hub (hub.c, green.c, io.c):
+ * one-iteration driving, liveness for deadlock detection, the thread-safe
+ * inbox, fd invalidation on jg_close, and the fork reset.
+ */
+#ifndef JG_LOOP_INTERNAL_H
+#define JG_LOOP_INTERNAL_H
+
+#include "internal.h"
+#include "backend/backend.h"
+
+struct jg_hub;
+
+/*
+ * A node of a loop's thread-safe inbox: another thread pushes it with
+ * jg__loop_post() and the loop's thread calls fn(node) on its next iteration.
+ * The node must stay valid until fn runs; it may be posted again from fn.
+ */
+struct jg__post {
+    struct jg__post *next;
+    void (*fn)(struct jg__post *p);
+};
+
+/* A watcher list: NULL-terminated through jg_watcher.next/prev, appended at
+ * the tail so callbacks run in start order. */
+struct jg__wlist {
+    struct jg_watcher *head, *tail;
+};
+
+/* Per-fd state: the watchers on the fd and what the kernel has registered.
+ * registered is a superset of wanted: interest is dropped lazily (an fd
+ * left with no watcher before the next poll, or an event nobody wants),
+ * so a stop/start within one iteration costs no system call. */
+struct jg__fd {
+    struct jg__wlist watchers;    /* active struct jg_io */
+    uint32_t registered;          /* events registered with the backend */
+    uint32_t wanted;              /* union of the active watchers' events */
+    bool queued;                  /* in the loop's changed[] */
+    bool trusted;                 /* made by juggle, closed by jg_close */
+};
+
+/* A callback due in this iteration (the watcher carries JG__W_PENDING). */
+struct jg__pending {
+    struct jg_watcher *w;
+    uint32_t revents;             /* io: events; signal: the number */
+};
+
+/* Watcher kinds (jg_watcher.kind) and flags (jg_watcher.flags). */
+enum {
+    JG__K_IO = 1, JG__K_TIMER, JG__K_SIGNAL, JG__K_ASYNC,
+    JG__K_PREPARE, JG__K_CHECK, JG__K_IDLE,
+};
+enum {
+    JG__W_ACTIVE = 1u << 0,
+    JG__W_UNREF = 1u << 1,        /* does not keep the loop alive */
+    JG__W_PENDING = 1u << 2,      /* in the loop's pending array */
+};
+
+#define JG__LOOP_EVENTS 128       /* readiness reports taken per poll */
+
+struct jg_loop {
+    const struct jg__backend_ops *ops;
+    void *backend;                /* the backend's state */
+    struct jg_hub *hub;           /* set when this is a hub's loop */
+    const void *owner;            /* identity of the owning OS thread */
+
+    int64_t now;                  /* cached clock, read once per poll */
+    uint64_t timer_seq;           /* start order of timers */
+    struct jg_timer **heap;       /* binary min-heap of active timers */
+    uint32_t heap_len, heap_cap;
+
+    struct jg__fd *fds;           /* indexed by fd */
+    int nfds;                     /* size of fds[] */
+    int *changed;                 /* fds whose last watcher stopped; their
+                                     registration is dropped before the
+                                     next poll unless restarted (size nfds) */
+    int nchanged;
+
+    /* Callbacks collected in a phase, then run; its capacity is kept at
+     * least the number of active watchers, so collecting never allocates. */
+    struct jg__pending *pending;
+    uint32_t npending, pending_cap;
+    struct jg__backend_event events[JG__LOOP_EVENTS];
+
+    struct jg__wlist asyncs;      /* active async watchers */
+    struct jg__wlist prepares, checks, idles;
+    struct jg__wlist signals;     /* active signal watchers */
+
+    uint32_t nactive;             /* active watchers */
+    int nregistered;              /* fds with a kernel registration */
+    uint32_t active_refs;         /* active referenced watchers */
+    uint32_t depth;               /* nesting of jg_loop_run */
+    uint32_t dispatching;         /* this loop's callbacks running */
+    bool stop;                    /* jg_loop_stop was called */
+    uint8_t epoch;                /* bumped by a fork: older watchers are
+                                     forgotten (flags carry their epoch) */
+
+    /* Cross-thread wake-up. wake_state holds JG__WAKE_SLEEPING (the loop
+     * may block in poll) and JG__WAKE_WOKEN (something was posted since the
+     * loop last looked). Every access is a seq_cst RMW on both sides: the
+     * loop's "about to sleep" and a sender's "posted, is it asleep?" race,
+     * and only a single total order makes one of them see the other. */
+    _Atomic(struct jg__post *) inbox;
+    _Atomic unsigned wake_state;
+    _Atomic int async_pending;    /* some async watcher was sent */
+    int slot;                     /* signal slot index, -1 if none */
+    uint16_t sigcount[65];        /* active signal watchers per number */
+};
+
+#define JG__WAKE_SLEEPING 1u
+#define JG__WAKE_WOKEN 2u
+#define JG__W_EPOCH_SHIFT 8
+
+/* A watcher activated before the loop's last fork reset is inactive and not
+ * pending, whatever its flags say; clear them before using them. */
+static inline void jg__watcher_sync(struct jg_watcher *w)
+{
+    if (w->loop && (w->flags & (JG__W_ACTIVE | JG__W_PENDING))
+        && (uint8_t)(w->flags >> JG__W_EPOCH_SHIFT) != w->loop->epoch)
+        w->flags &= JG__W_UNREF;
+}
+
+/* Create/destroy the loop structure of a hub or a private loop. */
+JG_HIDDEN int jg__loop_init(struct jg_loop *l);
+JG_HIDDEN void jg__loop_fini(struct jg_loop *l);
+
+/*
+ * One iteration: prepare hooks, poll (blocking until the next timer or
+ * event when may_block and no idle hook is active, at most max_block_ns if
+ * >= 0), refresh the cached time, dispatch fd events, expired timers,
+ * signals, async watchers and inbox posts, then check (and idle) hooks.
+ * Callbacks run with jg__cb_depth raised. Returns the number of callbacks
+ * and posts run.
+ */
+JG_HIDDEN int jg__loop_iterate(struct jg_loop *l, bool may_block,
+                               int64_t max_block_ns);
+
+/* true while active referenced watchers exist or inbox posts are pending. */
+JG_HIDDEN bool jg__loop_alive(const struct jg_loop *l);
+
+/*
+ * Push p to the loop's inbox and wake the loop if it sleeps. Any thread;
+ * the eventfd write is coalesced to one per sleep.
+ */
+JG_HIDDEN void jg__loop_post(struct jg_loop *l, struct jg__post *p);
+
+/*
+ * fd is being closed by jg_close: deregister it from the backend and call
+ * every active watcher on it with JG_CLOSED (they are stopped first).
+ */
+JG_HIDDEN void jg__loop_fd_closed(struct jg_loop *l, int fd);
+
+/*
+ * fd was just returned by a juggle call that creates fds (accept, socket):
+ * no registration can exist for it, so forget any belief left from an
+ * earlier fd of that number (waking its stale watchers with JG_CLOSED),
+ * and mark it trusted: it will be closed with jg_close, so a watcher
+ * restarted on it needs no re-check with the kernel.
+ */
+JG_HIDDEN void jg__loop_fd_fresh(struct jg_loop *l, int fd);
+
+/*
+ * In a forked child: close the loop's inherited kernel objects without
+ * touching them (no epoll_ctl), forget every watcher, and make fresh ones.
+ */
+JG_HIDDEN int jg__loop_after_fork(struct jg_loop *l);
+
+/* ---- shared by loop.c, timer.c and signal.c only ------------------- */
+
+/* 0 if the calling thread owns l, else -EXDEV. */
+JG_HIDDEN int jg__loop_check(const struct jg_loop *l);
+/* Count w as active on l (grows the pending array: 0 or -ENOMEM). */
+JG_HIDDEN int jg__watcher_activate(struct jg_loop *l, struct jg_watcher *w);
+/* Count w as inactive (it may stay pending: a one-shot timer that fired). */
+JG_HIDDEN void jg__watcher_deactivate(struct jg_loop *l,
+                                      struct jg_watcher *w);
+/* Queue w's callback for this iteration, or drop it from the queue. */
+JG_HIDDEN void jg__pending_add(struct jg_loop *l, struct jg_watcher *w,
+                               uint32_t revents);
+JG_HIDDEN void jg__pending_drop(struct jg_loop *l, struct jg_watcher *w);
+JG_HIDDEN void jg__wlist_append(struct jg__wlist *h, struct jg_watcher *w);
+JG_HIDDEN void jg__wlist_remove(struct jg__wlist *h, struct jg_watcher *w);
+/* Wake l's poll (coalesced); any thread, async-signal-safe. */
+JG_HIDDEN void jg__loop_wake(struct jg_loop *l);
+
+/* timer.c: queue the timers due at l->now; earliest expiry or INT64_MAX. */
+JG_HIDDEN void jg__timers_expire(struct jg_loop *l);
+JG_HIDDEN int64_t jg__timers_next(const struct jg_loop *l);
+
+/* signal.c: queue the signal watchers whose signal arrived; give the
+ * loop's slot back (destroy; waits out a handler still using it). */
+JG_HIDDEN void jg__signals_collect(struct jg_loop *l);
+JG_HIDDEN void jg__signals_release(struct jg_loop *l);
+
+/* > 0 while a loop callback runs on this OS thread. */
+extern _Thread_local int jg__cb_depth JG_TLS_IE;
+/* An address unique to the calling thread, the owner of its loops. */
+JG_HIDDEN const void *jg__thread_id(void);
+
+#endif
