@@ -59,7 +59,6 @@ static int provide_stack(struct jg_hub *h, struct jg_green *g,
         g->flags |= JG__G_RESERVED;
         return 0;
     }
-    g->stack_size = size;
     return jg__stack_get(&h->pool, size, &g->stack);
 }
 

@@ -257,10 +257,10 @@ static void save_out(struct jg_hub *h, struct jg_green *g)
         if (!p)
             JG_PANIC("out of memory saving a sliced stack (%zu bytes)", n);
         g->saved = p;
-        g->saved_cap = n;
+        g->saved_cap = (uint32_t)n;
     }
     copy_bytes(g->saved, sp, n);
-    g->saved_len = n;
+    g->saved_len = (uint32_t)n;
 }
 
 static void restore_in(struct jg_hub *h, struct jg_green *g)
@@ -439,6 +439,41 @@ schedule(struct jg_hub *h, struct jg_green *self)
 
 /* ---- finishing ----------------------------------------------------------- */
 
+/* Tell everything that waits for g that it finished; each node once. */
+static void run_waiters(struct jg_green *g)
+{
+    struct jg__waiter *w;
+
+    while ((w = g->waiters) != NULL) {
+        g->waiters = w->next;
+        w->next = NULL;
+        w->fn(w, g);
+    }
+}
+
+void jg__waiter_add(struct jg_green *g, struct jg__waiter *w)
+{
+    if (g->state == JG_GREEN_DONE) {
+        w->next = NULL;
+        w->fn(w, g);
+        return;
+    }
+    w->next = g->waiters;
+    g->waiters = w;
+}
+
+bool jg__waiter_remove(struct jg_green *g, struct jg__waiter *w)
+{
+    for (struct jg__waiter **p = &g->waiters; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            w->next = NULL;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The first ancestor that has not finished (the hub's children: the hub). */
 static struct jg_green *live_ancestor(struct jg_green *g)
 {
@@ -458,6 +493,7 @@ static _Noreturn void finish(struct jg_hub *h, struct jg_green *g, void *res)
     h->count--;
     if (g->joiner)
         jg__wake(g->joiner, 0);
+    run_waiters(g);
     /* greenlet: control and the result go to the first live ancestor, if
      * it can take a value (suspended in jg_switch, or not started);
      * otherwise (it waits in the runtime, or is the hub) to the scheduler. */
@@ -892,9 +928,11 @@ static void after_fork_child(void)
     if (self != h->main_g) {
         self->flags |= JG__G_MAIN;
         self->parent = NULL;
-        self->joiner = NULL;
         h->main_g = self;
     }
+    /* What waited for it belonged to the parent's other green threads. */
+    self->joiner = NULL;
+    self->waiters = NULL;
     self->flags &= (uint16_t)~(JG__G_CANCELLED | JG__G_REMOTE);
     self->deadline = INT64_MAX;
     /* The hub context starts over on its own stack. */
@@ -1029,6 +1067,7 @@ void jg__finish_unstarted(struct jg_green *g)
     h->count--;
     if (g->joiner)
         jg__wake(g->joiner, 0);
+    run_waiters(g);
     release_stack(h, g);
     jg__green_unref(g);         /* the run's reference */
 }

@@ -39,6 +39,18 @@ struct jg__park {
     struct jg__post post;       /* cross-thread wake-up through the inbox */
 };
 
+/*
+ * Something to do when a green thread finishes (wait-for-several, groups,
+ * futures of green threads, green-local destructors). The node is the
+ * waiter's own memory (heap or a descriptor, never a parked green
+ * thread's stack); fn runs on the hub's thread as the green thread ends
+ * (also when it is killed before it ran), after which the node is unlinked.
+ */
+struct jg__waiter {
+    struct jg__waiter *next;
+    void (*fn)(struct jg__waiter *w, struct jg_green *done);
+};
+
 struct jg_green {
     struct jg__ctx ctx;         /* saved context (first: hot) */
     struct jg_hub *hub;
@@ -54,9 +66,10 @@ struct jg_green {
     struct jg__stack *stack;    /* dedicated stack, or the shared one */
     /* Sliced stacks: the used part, copied out while another runs. */
     void *saved;
-    size_t saved_len, saved_cap;
+    uint32_t saved_len, saved_cap;
     int64_t deadline;           /* effective deadline (scopes), INT64_MAX */
-    size_t stack_size;          /* requested (dedicated, non-default) */
+    struct jg__waiter *waiters; /* run when it finishes */
+    void **locals;              /* green-local storage (sync layer) */
     struct jg__park park;
     struct jg_io io;            /* jg_wait_fd's watcher */
     char *name;                 /* NULL: "green-<id>" made on demand */
@@ -195,6 +208,11 @@ static inline bool jg__wake(struct jg_green *g, int result)
 
 /* The hub's entry for jg_loop_run(jg_loop_default()) from a green thread. */
 JG_HIDDEN int jg__hub_loop_run(struct jg_hub *h, int mode);
+
+/* Run f when g finishes (at once if it has). Hub thread only. */
+JG_HIDDEN void jg__waiter_add(struct jg_green *g, struct jg__waiter *w);
+/* Forget w if it has not run. Returns true if it was still linked. */
+JG_HIDDEN bool jg__waiter_remove(struct jg_green *g, struct jg__waiter *w);
 
 /* Descriptors: a zeroed one with hub, id and deadline set; drop a ref. */
 JG_HIDDEN struct jg_green *jg__green_alloc(struct jg_hub *h);
