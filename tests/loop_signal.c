@@ -221,6 +221,14 @@ static void test_loop_churn_under_signals(void)
     pthread_t th;
     long sent = 0;
 
+    /* qemu-user crashes on this pattern with no juggle code involved: one
+     * thread calling sigaction while another floods the process with that
+     * signal (seen with qemu-aarch64 7.2). */
+    if (getenv("JG_TEST_EMULATED")) {
+        fprintf(stderr, "   (skipped: qemu-user crashes here)\n");
+        return;
+    }
+
     ignore(SIGUSR1);
     atomic_store(&churn_done, 0);
     T_EQ(pthread_create(&th, NULL, churn_main, &n), 0);
