@@ -933,8 +933,9 @@ static void after_fork_child(void)
     /* What waited for it belonged to the parent's other green threads. */
     self->joiner = NULL;
     self->waiters = NULL;
+    /* Its deadline scopes stay: the child goes on inside them, and the
+     * clock they use is the machine's. */
     self->flags &= (uint16_t)~(JG__G_CANCELLED | JG__G_REMOTE);
-    self->deadline = INT64_MAX;
     /* The hub context starts over on its own stack. */
     h->hub_g->state = JG_GREEN_PARKED;
 #if JG_TSAN

@@ -58,7 +58,10 @@ struct jg_green {
     uint8_t pad_;
     uint16_t flags;
     uint32_t refs;              /* the handle, the run, each child */
-    struct jg__list link;       /* ready queue, or a wait list */
+    struct jg__list link;       /* ready queue (only: jg__wake pushes it
+                                 * there while a waiter may still be on a
+                                 * primitive's list, so wait lists use
+                                 * nodes of their own) */
     jg_green_fn fn;
     void *arg;                  /* fn's argument, then its result */
     struct jg_green *parent;
