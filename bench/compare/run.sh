@@ -216,3 +216,10 @@ END {
 }' "$log"
 
 echo "compare: $(( $(date +%s) - start )) s" >&2
+
+# ---- the other layers' comparisons, each in its own script --------------
+for s in "$here"/run-*.sh; do
+    [ -f "$s" ] || continue
+    sh "$s" "$build" || status=1
+done
+exit ${status:-0}

@@ -1,0 +1,375 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sem.c - semaphore (plain and bounded), mutex and condition variable for
+ * green threads. Permits and ownership are handed straight to the first
+ * waiter (FIFO, no barging), and a waiter that was handed one but was
+ * killed before it resumed passes it on: nothing is ever lost to a kill.
+ * Invariant: count > 0 (or owner == NULL) implies no waiter still parks.
+ */
+#include "waitq.h"
+
+#define SEM_MAGIC   0x4a67536du     /* "JgSm" */
+#define MUTEX_MAGIC 0x4a674d78u     /* "JgMx" */
+#define COND_MAGIC  0x4a67436eu     /* "JgCn" */
+
+static inline bool killed(const struct jg_green *g)
+{
+    return g->flags & JG__G_CANCELLED;
+}
+
+/* ---- semaphore --------------------------------------------------------- */
+
+static inline int sem_check(const struct jg_sem *s)
+{
+    if (unlikely(!s || s->magic != SEM_MAGIC))
+        return -EINVAL;
+    return hub_check(s->hub);
+}
+
+static int sem_setup(struct jg_sem *s, unsigned value, unsigned bound)
+{
+    struct jg_hub *h;
+
+    if (!s || value > JG_SEM_MAX)
+        return -EINVAL;
+    h = jg__hub_get();
+    if (!h)
+        return -ENOMEM;
+    s->magic = SEM_MAGIC;
+    s->nwait = 0;
+    s->count = value;
+    s->bound = bound;
+    s->hub = h;
+    wq_init(&s->q);
+    return 0;
+}
+
+int jg_sem_init(struct jg_sem *s, unsigned value)
+{
+    return sem_setup(s, value, JG_SEM_MAX);
+}
+
+int jg_sem_init_bounded(struct jg_sem *s, unsigned value)
+{
+    return sem_setup(s, value, value);
+}
+
+int jg_sem_destroy(struct jg_sem *s)
+{
+    int rc = sem_check(s);
+
+    if (rc < 0)
+        return rc;
+    if (s->nwait)
+        return -EBUSY;
+    s->magic = 0;
+    return 0;
+}
+
+/*
+ * A permit is free: it goes to the first waiter that still parks, else to
+ * the count. The count cannot pass the bound here: a permit handed back
+ * by a killed waiter came from a release that was within it.
+ */
+static void sem_give(struct jg_sem *s)
+{
+    if (!wq_wake_one(&s->q))
+        s->count++;
+}
+
+int jg_sem_acquire(struct jg_sem *s, int64_t timeout_ns)
+{
+    struct jg_green *g;
+    int rc = sem_check(s);
+
+    if (rc < 0)
+        return rc;
+    g = s->hub->current;
+    rc = wait_check(timeout_ns, g);
+    if (rc < 0)
+        return rc;
+    /* A free permit means nobody parks (see the invariant): take it. */
+    if (likely(s->count > 0)) {
+        s->count--;
+        return 0;
+    }
+    if (timeout_ns == 0)
+        return -EAGAIN;     /* a try, not a wait */
+    jg__park_prepare();
+    s->nwait++;
+    rc = wq_park(&s->q, g, jg__deadline_after(timeout_ns));
+    s->nwait--;
+    if (rc > 0) {
+        /* Killed after a release handed us the permit but before we
+         * ran: we must not eat it. */
+        if (unlikely(killed(g))) {
+            sem_give(s);
+            return -ECANCELED;
+        }
+        return 0;
+    }
+    return rc;
+}
+
+int jg_sem_release(struct jg_sem *s)
+{
+    int rc = sem_check(s);
+
+    if (rc < 0)
+        return rc;
+    if (wq_wake_one(&s->q))
+        return 0;
+    if (s->count >= s->bound)
+        return -EOVERFLOW;
+    s->count++;
+    return 0;
+}
+
+int jg_sem_value(const struct jg_sem *s)
+{
+    int rc = sem_check(s);
+
+    return rc < 0 ? rc : (int)s->count;
+}
+
+/* ---- mutex ------------------------------------------------------------- */
+
+static inline int mutex_check(const struct jg_mutex *m)
+{
+    if (unlikely(!m || m->magic != MUTEX_MAGIC))
+        return -EINVAL;
+    return hub_check(m->hub);
+}
+
+int jg_mutex_init(struct jg_mutex *m)
+{
+    struct jg_hub *h;
+
+    if (!m)
+        return -EINVAL;
+    h = jg__hub_get();
+    if (!h)
+        return -ENOMEM;
+    m->magic = MUTEX_MAGIC;
+    m->nwait = 0;
+    m->owner = NULL;
+    m->hub = h;
+    wq_init(&m->q);
+    return 0;
+}
+
+int jg_mutex_destroy(struct jg_mutex *m)
+{
+    int rc = mutex_check(m);
+
+    if (rc < 0)
+        return rc;
+    if (m->owner || m->nwait)
+        return -EBUSY;
+    m->magic = 0;
+    return 0;
+}
+
+/* The owner lets go: the first waiter that still parks owns m now. */
+static void mutex_pass(struct jg_mutex *m)
+{
+    m->owner = wq_wake_one(&m->q);
+}
+
+int jg_mutex_lock(struct jg_mutex *m, int64_t timeout_ns)
+{
+    struct jg_green *g;
+    int rc = mutex_check(m);
+
+    if (rc < 0)
+        return rc;
+    g = m->hub->current;
+    rc = wait_check(timeout_ns, g);
+    if (rc < 0)
+        return rc;
+    if (unlikely(m->owner == g))
+        return -EDEADLK;
+    if (likely(m->owner == NULL)) {
+        m->owner = g;
+        return 0;
+    }
+    if (timeout_ns == 0)
+        return -EAGAIN;     /* a try, not a wait */
+    jg__park_prepare();
+    m->nwait++;
+    rc = wq_park(&m->q, g, jg__deadline_after(timeout_ns));
+    m->nwait--;
+    if (rc > 0) {
+        /* The unlocker made us the owner; killed since, we never take
+         * the lock: it goes on to the next waiter. */
+        if (unlikely(killed(g))) {
+            mutex_pass(m);
+            return -ECANCELED;
+        }
+        return 0;
+    }
+    return rc;
+}
+
+int jg_mutex_trylock(struct jg_mutex *m)
+{
+    return jg_mutex_lock(m, 0);
+}
+
+int jg_mutex_unlock(struct jg_mutex *m)
+{
+    int rc = mutex_check(m);
+
+    if (rc < 0)
+        return rc;
+    if (m->owner != m->hub->current)
+        return -EPERM;
+    mutex_pass(m);
+    return 0;
+}
+
+int jg_mutex_held(const struct jg_mutex *m)
+{
+    int rc = mutex_check(m);
+
+    return rc < 0 ? rc : m->owner == m->hub->current;
+}
+
+/*
+ * Take m back for a condition waiter, whatever happened to it: without a
+ * time limit and through kills (pthread_cond_wait re-locks before the
+ * cancellation handlers run). jg__park refuses a killed green thread and
+ * applies its scopes, so both are set aside for this wait and restored
+ * after; a kill that arrives meanwhile only makes us park again. n is a
+ * node taken before m was released, so this cannot run out of memory.
+ * Returns 0, or -EDEADLK without m (main, and nothing can unlock it).
+ */
+static int mutex_relock(struct jg_mutex *m, struct jg_green *g,
+                        struct jg__wnode *n)
+{
+    uint16_t cancelled = g->flags & JG__G_CANCELLED;
+    int64_t deadline = g->deadline;
+    int rc;
+
+    if (m->owner == NULL) {
+        m->owner = g;
+        return 0;
+    }
+    m->nwait++;
+    do {
+        g->flags &= (uint16_t)~JG__G_CANCELLED;
+        g->deadline = INT64_MAX;
+        jg__park_prepare();
+        rc = wq_park_node(&m->q, n, g, INT64_MAX);
+        cancelled |= g->flags & JG__G_CANCELLED;
+    } while (rc == -ECANCELED);
+    m->nwait--;
+    g->flags |= cancelled;
+    g->deadline = deadline;
+    return rc > 0 ? 0 : rc;
+}
+
+/* ---- condition variable ------------------------------------------------ */
+
+static inline int cond_check(const struct jg_cond *c)
+{
+    if (unlikely(!c || c->magic != COND_MAGIC))
+        return -EINVAL;
+    return hub_check(c->hub);
+}
+
+int jg_cond_init(struct jg_cond *c)
+{
+    struct jg_hub *h;
+
+    if (!c)
+        return -EINVAL;
+    h = jg__hub_get();
+    if (!h)
+        return -ENOMEM;
+    c->magic = COND_MAGIC;
+    c->nwait = 0;
+    c->hub = h;
+    wq_init(&c->q);
+    return 0;
+}
+
+int jg_cond_destroy(struct jg_cond *c)
+{
+    int rc = cond_check(c);
+
+    if (rc < 0)
+        return rc;
+    if (c->nwait)
+        return -EBUSY;
+    c->magic = 0;
+    return 0;
+}
+
+int jg_cond_wait(struct jg_cond *c, struct jg_mutex *m, int64_t timeout_ns)
+{
+    struct jg__wnode *n[2];
+    struct jg_green *g;
+    int rc, lrc;
+
+    if ((rc = cond_check(c)) < 0 || (rc = mutex_check(m)) < 0)
+        return rc;
+    if (!jg__timeout_ok(timeout_ns))
+        return -EINVAL;
+    g = c->hub->current;
+    /* Refuse what could not park before letting go of m: a callback or
+     * the hub could never take it back. */
+    if (g == c->hub->hub_g || jg__cb_depth > 0 || m->owner != g)
+        return -EPERM;
+    if (timeout_ns == 0)
+        return -ETIMEDOUT;
+    if (killed(g))
+        return -ECANCELED;
+    /* Both nodes before m is let go: nothing can fail after that but a
+     * deadlock of main. */
+    n[0] = wnode_get();
+    n[1] = n[0] ? wnode_get() : NULL;
+    if (!n[1]) {
+        if (n[0])
+            jg__wnode_free(n[0]);
+        return -ENOMEM;
+    }
+    jg__park_prepare();
+    c->nwait++;
+    mutex_pass(m);
+    rc = wq_park_node(&c->q, n[0], g, jg__deadline_after(timeout_ns));
+    c->nwait--;
+    if (rc > 0) {
+        rc = 0;
+        /* Signalled, then killed before we ran: another waiter gets the
+         * signal, so a signal meant for a live waiter is never lost. */
+        if (unlikely(killed(g))) {
+            wq_wake_one(&c->q);
+            rc = -ECANCELED;
+        }
+    }
+    lrc = mutex_relock(m, g, n[1]);
+    jg__wnode_free(n[0]);
+    jg__wnode_free(n[1]);
+    return lrc < 0 ? lrc : rc;
+}
+
+int jg_cond_signal(struct jg_cond *c)
+{
+    int rc = cond_check(c);
+
+    if (rc < 0)
+        return rc;
+    wq_wake_one(&c->q);
+    return 0;
+}
+
+int jg_cond_broadcast(struct jg_cond *c)
+{
+    int rc = cond_check(c);
+
+    if (rc < 0)
+        return rc;
+    wq_wake_all(&c->q);
+    return 0;
+}

@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sync_group.c - groups and pools: the size limit (never more than size at
+ * once, for spawn and map), waiting and -EAGAIN spawns in FIFO order, join
+ * with timeout and kill, FAIL_FAST and COLLECT policies, a member killed
+ * during join, map in input order, imap_unordered in finishing order, and
+ * cross-hub -EXDEV.
+ */
+#include <juggle.h>
+#include <pthread.h>
+#include "t.h"
+
+#define P(x) ((void *)(uintptr_t)(x))
+#define U(p) ((uintptr_t)(p))
+
+static const struct jg_spawn_opts sliced = { NULL, 0, JG_STACK_SLICED };
+
+static int cur, peak, started;
+
+/* A job: count concurrency, sleep arg microseconds, return arg * 2. */
+static void *job(void *arg)
+{
+    int rc;
+
+    started++;
+    if (++cur > peak)
+        peak = cur;
+    rc = jg_sleep(JG_US(U(arg) % 1000 + 100));
+    cur--;
+    if (rc < 0)
+        return JG_ERR(rc);
+    return P(U(arg) * 2);
+}
+
+static void test_pool_limit_spawn(void)
+{
+    struct jg_group *grp;
+    struct jg_group_opts o = { 5, JG_GROUP_COLLECT, NULL, NULL, NULL };
+
+    cur = peak = started = 0;
+    T_OK(jg_group_create(&grp, &o));
+    for (int i = 0; i < 100; i++) {
+        T_OK(jg_group_spawn(grp, NULL, job, P(i * 37), JG_FOREVER));
+        T_ASSERT(jg_group_count(grp) <= 5);
+    }
+    T_OK(jg_group_join(grp, JG_FOREVER));
+    T_EQ(started, 100);
+    T_EQ(peak, 5);
+    T_EQ(jg_group_count(grp), 0);
+    T_EQ(jg_group_failed(grp), 0);
+    T_OK(jg_group_destroy(grp));
+}
+
+static void test_pool_map(void)
+{
+    struct jg_group *grp;
+    struct jg_group_opts o = { 5, JG_GROUP_COLLECT, &sliced, NULL, NULL };
+    void *args[100], *res[100];
+
+    for (int sl = 0; sl < 2; sl++) {
+        cur = peak = started = 0;
+        o.spawn = sl ? &sliced : NULL;
+        T_OK(jg_group_create(&grp, &o));
+        for (int i = 0; i < 100; i++)
+            args[i] = P((i * 7919) % 1000);
+        T_OK(jg_group_map(grp, job, args, res, 100, JG_FOREVER));
+        T_EQ(started, 100);
+        T_ASSERT(peak <= 5);
+        T_ASSERT(peak >= 2);
+        for (int i = 0; i < 100; i++)
+            T_EQ(U(res[i]), U(args[i]) * 2);
+        T_EQ(jg_group_count(grp), 0);
+        T_OK(jg_group_destroy(grp));
+    }
+    /* An unlimited group runs every job at once. */
+    cur = peak = started = 0;
+    T_OK(jg_group_create(&grp, NULL));
+    T_OK(jg_group_map(grp, job, args, res, 50, JG_FOREVER));
+    T_EQ(peak, 50);
+    T_OK(jg_group_map(grp, job, args, res, 0, JG_FOREVER));
+    T_OK(jg_group_destroy(grp));
+}
+
+struct spawner {
+    struct jg_group *grp;
+    int64_t timeout;
+    int rc, order;
+};
+
+static int seq;
+
+static void *sleeper(void *arg)
+{
+    int rc = jg_sleep(JG_MS(U(arg)));
+
+    return rc < 0 ? JG_ERR(rc) : NULL;
+}
+
+static void *spawner_fn(void *arg)
+{
+    struct spawner *s = arg;
+
+    s->rc = jg_group_spawn(s->grp, NULL, sleeper, P(1), s->timeout);
+    s->order = ++seq;
+    return NULL;
+}
+
+static void test_full_pool(void)
+{
+    struct jg_group *grp;
+    struct jg_group_opts o = { 2, JG_GROUP_COLLECT, NULL, NULL, NULL };
+    struct spawner s[4];
+    struct jg_green *g[4], *m;
+
+    T_OK(jg_group_create(&grp, &o));
+    T_OK(jg_group_spawn(grp, &m, sleeper, P(20), 0));
+    T_OK(jg_group_spawn(grp, NULL, sleeper, P(20), 0));
+    T_ERR(jg_group_spawn(grp, NULL, sleeper, P(1), 0), -EAGAIN);
+    int64_t t0 = t_now_ns();
+    T_ERR(jg_group_spawn(grp, NULL, sleeper, P(1), JG_MS(5)), -ETIMEDOUT);
+    T_ASSERT(t_now_ns() - t0 >= JG_MS(5));
+    /* Waiting spawners get places first come, first served; one killed
+     * while waiting and one killed after a place was handed to it. */
+    seq = 0;
+    for (int i = 0; i < 4; i++) {
+        s[i] = (struct spawner){ grp, JG_FOREVER, 1, 0 };
+        T_OK(jg_spawn(&g[i], spawner_fn, &s[i], i & 1 ? &sliced : NULL));
+        T_OK(jg_yield());
+    }
+    T_OK(jg_kill(g[1]));
+    T_OK(jg_join(m, NULL, JG_FOREVER));    /* frees a place: g[0]'s */
+    T_OK(jg_kill(g[0]));                   /* before it resumed */
+    T_OK(jg_group_join(grp, JG_FOREVER));
+    T_ERR(jg_join(g[0], NULL, JG_FOREVER), -ECANCELED);
+    T_ERR(jg_join(g[1], NULL, JG_FOREVER), -ECANCELED);
+    T_OK(jg_join(g[2], NULL, JG_FOREVER));
+    T_OK(jg_join(g[3], NULL, JG_FOREVER));
+    T_ERR(s[0].rc, -ECANCELED);
+    T_ERR(s[1].rc, -ECANCELED);
+    T_OK(s[2].rc);
+    T_OK(s[3].rc);
+    T_ASSERT(s[2].order < s[3].order);
+    T_EQ(jg_group_failed(grp), 0);
+    T_OK(jg_group_destroy(grp));
+}
+
+static void test_bad_args(void)
+{
+    struct jg_group *grp;
+    struct jg_group_opts o = { 0, 9, NULL, NULL, NULL };
+    struct jg_imap *it;
+
+    T_ERR(jg_group_create(NULL, NULL), -EINVAL);
+    T_ERR(jg_group_create(&grp, &o), -EINVAL);
+    T_OK(jg_group_create(&grp, NULL));
+    T_ERR(jg_group_spawn(grp, NULL, NULL, NULL, 0), -EINVAL);
+    T_ERR(jg_group_spawn(grp, NULL, sleeper, NULL, -7), -EINVAL);
+    T_ERR(jg_group_join(grp, -7), -EINVAL);
+    T_ERR(jg_group_map(grp, job, NULL, NULL, 3, 0), -EINVAL);
+    T_ERR(jg_group_imap_unordered(&it, grp, NULL, NULL, 0), -EINVAL);
+    T_ERR(jg_imap_next(NULL, NULL, NULL, 0), -EINVAL);
+    T_ERR(jg_group_destroy(NULL), -EINVAL);
+    T_OK(jg_group_join(grp, 0));
+    T_OK(jg_group_destroy(grp));
+}
+
+/* ---- policies ------------------------------------------------------------ */
+
+static void *fail_after(void *arg)
+{
+    int rc = jg_sleep(JG_MS(U(arg) & 0xff));
+
+    if (rc < 0)
+        return JG_ERR(rc);
+    return (U(arg) >> 8) ? JG_ERR(-(int)(U(arg) >> 8)) : NULL;
+}
+
+static int done_calls, done_status_sum;
+
+static void on_done(void *ctx, struct jg_green *g, void *res, int status)
+{
+    (void)g;
+    (void)res;
+    T_PEQ(ctx, &done_calls);
+    done_calls++;
+    done_status_sum += status;
+}
+
+static void test_fail_fast(void)
+{
+    struct jg_group *grp;
+    struct jg_group_opts o = { 0, JG_GROUP_FAIL_FAST, NULL, on_done,
+                               &done_calls };
+    struct jg_green *slow;
+    void *res;
+
+    done_calls = done_status_sum = 0;
+    T_OK(jg_group_create(&grp, &o));
+    T_OK(jg_group_spawn(grp, &slow, fail_after, P(200), 0));
+    for (int i = 0; i < 5; i++)
+        T_OK(jg_group_spawn(grp, NULL, fail_after, P(200), 0));
+    T_OK(jg_group_spawn(grp, NULL, fail_after, P(EIO << 8 | 2), 0));
+    int64_t t0 = t_now_ns();
+    T_ERR(jg_group_join(grp, JG_FOREVER), -EIO);
+    if (t_plain())
+        T_ASSERT(t_now_ns() - t0 < JG_MS(150));
+    /* The rest were cancelled: that is not a failure of theirs. */
+    T_EQ(jg_group_failed(grp), 1);
+    T_EQ(done_calls, 7);
+    T_EQ(jg_group_count(grp), 0);
+    T_ERR(jg_join(slow, &res, JG_FOREVER), -ECANCELED);
+    T_ERR(jg_group_spawn(grp, NULL, fail_after, P(1), 0), -ECANCELED);
+    T_ERR(jg_group_join(grp, 0), -EIO);
+    T_OK(jg_group_destroy(grp));
+
+    /* map in a FAIL_FAST pool: the first error, other jobs cancelled. */
+    struct jg_group_opts p = { 3, JG_GROUP_FAIL_FAST, NULL, NULL, NULL };
+    void *args[20], *out[20];
+    T_OK(jg_group_create(&grp, &p));
+    for (int i = 0; i < 20; i++)
+        args[i] = P(i == 4 ? (ENOENT << 8 | 5) : 30);
+    T_ERR(jg_group_map(grp, fail_after, args, out, 20, JG_FOREVER), -ENOENT);
+    T_PEQ(out[4], JG_ERR(-ENOENT));
+    T_PEQ(out[19], JG_ERR(-ECANCELED));
+    T_EQ(jg_group_count(grp), 0);
+    T_OK(jg_group_destroy(grp));
+}
+
+static void test_collect(void)
+{
+    struct jg_group *grp;
+    struct jg_group_opts o = { 2, JG_GROUP_COLLECT, NULL, on_done,
+                               &done_calls };
+    void *args[6], *out[6];
+
+    done_calls = done_status_sum = 0;
+    T_OK(jg_group_create(&grp, &o));
+    T_OK(jg_group_spawn(grp, NULL, fail_after, P(EIO << 8 | 1), 0));
+    T_OK(jg_group_spawn(grp, NULL, fail_after, P(3), 0));
+    T_OK(jg_group_spawn(grp, NULL, fail_after, P(ENOENT << 8 | 2),
+                        JG_FOREVER));
+    T_OK(jg_group_spawn(grp, NULL, fail_after, P(1), JG_FOREVER));
+    T_ERR(jg_group_join(grp, JG_FOREVER), -EIO);
+    T_EQ(jg_group_failed(grp), 2);
+    T_EQ(done_calls, 4);
+    T_EQ(done_status_sum, -EIO - ENOENT);
+    T_OK(jg_group_destroy(grp));
+
+    /* map reports each job's result, failures included. */
+    T_OK(jg_group_create(&grp, NULL));
+    for (int i = 0; i < 6; i++)
+        args[i] = P((i & 1 ? (EPERM << 8) : 0) | (6 - i));
+    T_ERR(jg_group_map(grp, fail_after, args, out, 6, JG_FOREVER), -EPERM);
+    for (int i = 0; i < 6; i++)
+        T_PEQ(out[i], i & 1 ? JG_ERR(-EPERM) : NULL);
+    T_OK(jg_group_destroy(grp));
+}
+
+/* ---- join, kill --------------------------------------------------------- */
+
+static void *joiner(void *arg)
+{
+    return JG_ERR(jg_group_join(arg, JG_FOREVER));
+}
+
+static void test_join_kill(void)
+{
+    struct jg_group *grp;
+    struct jg_green *m[3], *j;
+
+    T_OK(jg_group_create(&grp, NULL));
+    for (int i = 0; i < 3; i++)
+        T_OK(jg_group_spawn(grp, &m[i], sleeper, P(10000), 0));
+    int64_t t0 = t_now_ns();
+    T_ERR(jg_group_join(grp, JG_MS(10)), -ETIMEDOUT);
+    T_ASSERT(t_now_ns() - t0 >= JG_MS(10));
+    T_ERR(jg_group_join(grp, 0), -ETIMEDOUT);
+    /* A deadline scope bounds join, and a spawn into a full pool. */
+    struct jg_deadline d;
+    T_OK(jg_deadline_push(&d, JG_MS(5)));
+    T_ERR(jg_group_join(grp, JG_FOREVER), -ETIMEDOUT);
+    T_OK(jg_deadline_pop(&d));
+    struct jg_group *full;
+    struct jg_group_opts fo = { 1, JG_GROUP_COLLECT, NULL, NULL, NULL };
+    T_OK(jg_group_create(&full, &fo));
+    T_OK(jg_group_spawn(full, NULL, sleeper, P(30), 0));
+    T_OK(jg_deadline_push(&d, JG_MS(5)));
+    T_ERR(jg_group_spawn(full, NULL, sleeper, P(1), JG_FOREVER), -ETIMEDOUT);
+    T_ASSERT(jg_deadline_expired(&d));
+    T_OK(jg_deadline_pop(&d));
+    T_OK(jg_group_join(full, JG_FOREVER));
+    T_OK(jg_group_destroy(full));
+    /* A joiner killed while blocked; the members keep running. */
+    T_OK(jg_spawn(&j, joiner, grp, &sliced));
+    T_OK(jg_yield());
+    T_OK(jg_kill(j));
+    T_ERR(jg_join(j, NULL, JG_FOREVER), -ECANCELED);
+    T_EQ(jg_group_count(grp), 3);
+    /* A member killed from outside during join: the join sees it. */
+    T_OK(jg_spawn(&j, joiner, grp, NULL));
+    T_OK(jg_yield());
+    T_OK(jg_kill(m[1]));
+    T_ERR(jg_join(m[1], NULL, JG_FOREVER), -ECANCELED);
+    T_EQ(jg_group_count(grp), 2);
+    T_EQ(jg_group_failed(grp), 1);
+    T_EQ(jg_state(j), JG_GREEN_PARKED);
+    /* Kill all: the group's own kill is not a failure. */
+    T_EQ(jg_group_kill(grp), 2);
+    T_ERR(jg_join(j, NULL, JG_FOREVER), -ECANCELED);
+    T_EQ(jg_group_count(grp), 0);
+    T_EQ(jg_group_failed(grp), 1);
+    T_ERR(jg_join(m[0], NULL, JG_FOREVER), -ECANCELED);
+    T_ERR(jg_join(m[2], NULL, JG_FOREVER), -ECANCELED);
+    T_OK(jg_group_destroy(grp));
+
+    /* Kill before they ever ran. */
+    T_OK(jg_group_create(&grp, NULL));
+    for (int i = 0; i < 3; i++)
+        T_OK(jg_group_spawn(grp, NULL, sleeper, P(10000), 0));
+    T_ERR(jg_group_destroy(grp), -EBUSY);
+    T_EQ(jg_group_kill(grp), 3);
+    T_EQ(jg_group_count(grp), 0);
+    T_OK(jg_group_join(grp, 0));
+    T_OK(jg_group_destroy(grp));
+}
+
+/* ---- imap_unordered ------------------------------------------------------ */
+
+static struct jg_chan *gate[8];
+
+/* A job that ends when the test says so: count concurrency, wait for its
+ * gate, return its index. */
+static void *gated(void *arg)
+{
+    void *v;
+    int rc;
+
+    if (++cur > peak)
+        peak = cur;
+    rc = jg_chan_recv(gate[U(arg)], &v, JG_FOREVER);
+    cur--;
+    return rc < 0 ? JG_ERR(rc) : arg;
+}
+
+static void test_imap_unordered(void)
+{
+    struct jg_group *grp;
+    struct jg_group_opts o = { 4, JG_GROUP_COLLECT, NULL, NULL, NULL };
+    struct jg_imap *it;
+    void *args[8], *r;
+    size_t idx;
+
+    T_OK(jg_group_create(&grp, &o));
+    for (int i = 0; i < 8; i++) {
+        T_OK(jg_chan_create(&gate[i], 0));
+        args[i] = P(i);
+    }
+    cur = peak = 0;
+    T_OK(jg_group_imap_unordered(&it, grp, gated, args, 8));
+    memset(args, 0, sizeof args);       /* copied: may change now */
+    /* Four run at once (jobs 0-3); each one released lets the next job
+     * in input order start. Results come in the order released. */
+    static const size_t order[8] = { 2, 4, 0, 3, 7, 1, 6, 5 };
+    for (int n = 0; n < 8; n++) {
+        T_OK(jg_chan_send(gate[order[n]], NULL, JG_FOREVER));
+        T_EQ(jg_imap_next(it, &idx, &r, JG_FOREVER), 1);
+        T_EQ(idx, order[n]);
+        T_EQ(U(r), order[n]);
+    }
+    T_EQ(jg_imap_next(it, &idx, &r, JG_FOREVER), 0);
+    T_EQ(peak, 4);
+    T_OK(jg_imap_close(it));
+    T_EQ(jg_group_count(grp), 0);
+    for (int i = 0; i < 8; i++)
+        T_OK(jg_chan_destroy(gate[i]));
+
+    /* Timeout, then close kills what runs. */
+    for (int i = 0; i < 8; i++)
+        args[i] = P(200);
+    T_OK(jg_group_imap_unordered(&it, grp, fail_after, args, 8));
+    T_ERR(jg_imap_next(it, &idx, &r, 0), -ETIMEDOUT);
+    T_ERR(jg_imap_next(it, &idx, &r, JG_MS(5)), -ETIMEDOUT);
+    T_EQ(jg_group_count(grp), 4);
+    T_OK(jg_imap_close(it));
+    T_OK(jg_group_join(grp, JG_SEC(5)));
+    T_EQ(jg_group_failed(grp), 0);
+    T_EQ(jg_group_count(grp), 0);
+
+    /* map with a timeout. */
+    void *out[8];
+    int64_t t0 = t_now_ns();
+    T_ERR(jg_group_map(grp, fail_after, args, out, 8, JG_MS(10)),
+          -ETIMEDOUT);
+    T_ASSERT(t_now_ns() - t0 >= JG_MS(10));
+    T_OK(jg_group_join(grp, JG_SEC(5)));
+    T_OK(jg_group_destroy(grp));
+}
+
+/* ---- cross-hub ----------------------------------------------------------- */
+
+static void *other_thread(void *arg)
+{
+    struct jg_group *grp = arg;
+    struct jg_imap *it;
+    void *a[1] = { NULL }, *r[1];
+    intptr_t bad = 0;
+
+    bad |= jg_group_spawn(grp, NULL, sleeper, P(1), 0) != -EXDEV;
+    bad |= jg_group_join(grp, JG_FOREVER) != -EXDEV;
+    bad |= jg_group_kill(grp) != -EXDEV;
+    bad |= jg_group_map(grp, sleeper, a, r, 1, JG_FOREVER) != -EXDEV;
+    bad |= jg_group_imap_unordered(&it, grp, sleeper, a, 1) != -EXDEV;
+    bad |= jg_group_destroy(grp) != -EXDEV;
+    return (void *)bad;
+}
+
+static void test_cross_hub(void)
+{
+    struct jg_group *grp;
+    pthread_t t;
+    void *bad;
+
+    T_OK(jg_group_create(&grp, NULL));
+    T_EQ(pthread_create(&t, NULL, other_thread, grp), 0);
+    T_EQ(pthread_join(t, &bad), 0);
+    T_PEQ(bad, NULL);
+    T_OK(jg_group_destroy(grp));
+}
+
+T_MAIN(T_CASE(test_pool_limit_spawn), T_CASE(test_pool_map),
+       T_CASE(test_full_pool), T_CASE(test_bad_args),
+       T_CASE(test_fail_fast), T_CASE(test_collect),
+       T_CASE(test_join_kill), T_CASE(test_imap_unordered),
+       T_CASE(test_cross_hub))
