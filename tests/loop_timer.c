@@ -149,7 +149,6 @@ static void test_repeat_skips_missed(void)
 {
     struct jg_loop *l = new_loop();
     struct jg_timer t;
-    int early = 0;
 
     jg_timer_init(&t, stall_cb);
     fired = 0;
@@ -158,11 +157,10 @@ static void test_repeat_skips_missed(void)
     T_EQ(jg_loop_run(l, JG_RUN_DEFAULT), 0);
     T_EQ(fired, 4);
     /* The stall (10 -> 55 ms) covers expiries 20..50: they make one late
-     * firing, not four; then the schedule resumes in phase at 60, 70. */
-    for (int k = 0; k < 4; k++)
-        if (fired_at[k] - rep_start < JG_MS(60))
-            early++;
-    T_EQ(early, 2);
+     * firing, not four in a burst; then the schedule resumes in phase at
+     * 60, 70. A burst would have made all four firings by about 55 ms.
+     * Lower bounds only: a loaded machine may fire late. */
+    T_ASSERT(fired_at[1] - rep_start >= JG_MS(55));
     T_ASSERT(fired_at[2] - rep_start >= JG_MS(60));
     T_ASSERT(fired_at[3] - rep_start >= JG_MS(70));
     T_OK(jg_loop_destroy(l));
