@@ -220,7 +220,9 @@ int jg_kill(struct jg_green *g)
             jg__finish_unstarted(g);
         break;
     case JG_GREEN_PARKED:
-        jg__wake(g, -ECANCELED);
+        /* An uninterruptible wait sees the kill once it returns. */
+        if (!(g->flags & JG__G_NOCANCEL))
+            jg__wake(g, -ECANCELED);
         break;
     case JG_GREEN_SWITCHED:
         jg__resume_switched(g, -ECANCELED);

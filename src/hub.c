@@ -550,37 +550,64 @@ static void park_timer_cb(struct jg_timer *t)
     jg__wake(g, -ETIMEDOUT);
 }
 
-int jg__park(int64_t deadline)
+int jg__park_flags(int64_t deadline, unsigned pflags)
 {
     struct jg_hub *h = jg__tls_hub;
     struct jg_green *g;
     int64_t eff;
-    int saved_errno;
+    int saved_errno, rc;
 
     if (unlikely(!h))
         return -EPERM;
     g = h->current;
     if (unlikely(jg__cb_depth > 0 || g == h->hub_g))
         return -EPERM;
-    if (unlikely(g->flags & JG__G_CANCELLED))
-        return -ECANCELED;
-    eff = deadline < g->deadline ? deadline : g->deadline;
+    if (unlikely((g->flags & JG__G_CANCELLED) &&
+                 !(pflags & JG__PARK_NOCANCEL))) {
+        rc = -ECANCELED;
+        goto early;
+    }
+    eff = deadline;
+    if (!(pflags & JG__PARK_NOSCOPE) && g->deadline < eff)
+        eff = g->deadline;
     if (eff != INT64_MAX) {
         int64_t left = eff - jg_now();
-        if (left <= 0)
-            return -ETIMEDOUT;
+        if (left <= 0) {
+            rc = -ETIMEDOUT;
+            goto early;
+        }
         jg_timer_init(&g->park.timer, park_timer_cb);
         jg_timer_start(&h->loop, &g->park.timer, left, 0);
     }
+    if (pflags & JG__PARK_NOCANCEL)
+        g->flags |= JG__G_NOCANCEL;
     /* errno is per OS thread and every green thread shares it: a parked
      * green thread must find it as it left it. */
     saved_errno = errno;
     g->state = JG_GREEN_PARKED;
     schedule(h, g);
     errno = saved_errno;
+    g->flags &= (uint16_t)~JG__G_NOCANCEL;
     if (eff != INT64_MAX)
         jg_timer_stop(&g->park.timer);
     return g->park.result;
+
+early:
+    /* Not parking after all. With a cross-thread source registered, a
+     * remote waker may claim the park at any moment and post a wake-up:
+     * claim it first, so none comes; if one already won, its post is on
+     * the way and must find us parked, so wait for it. */
+    if (g->flags & JG__G_REMOTE) {
+        int zero = 0;
+        if (!atomic_compare_exchange_strong(&g->park.fired, &zero, 1)) {
+            saved_errno = errno;
+            g->state = JG_GREEN_PARKED;
+            schedule(h, g);
+            errno = saved_errno;
+            return g->park.result;
+        }
+    }
+    return rc;
 }
 
 static void remote_post_cb(struct jg__post *p)

@@ -25,6 +25,18 @@ enum {
     JG__G_REMOTE = 1u << 7,     /* parked on a cross-thread source */
     JG__G_START = 1u << 8,      /* needs its stack and first frame */
     JG__G_RESUME = 1u << 9,     /* SWITCHED, made ready by kill/deadlock */
+    JG__G_NOCANCEL = 1u << 10,  /* parked where jg_kill must not wake it */
+};
+
+/* Flags of jg__park_flags. */
+enum {
+    /* Park even when killed, and stay parked through jg_kill (the kill
+     * stays recorded): for waits that must end before their caller may
+     * return, such as offloaded work that runs, or a condition variable
+     * taking its mutex back. */
+    JG__PARK_NOCANCEL = 1u << 0,
+    /* Ignore the enclosing deadline scopes (only `deadline` applies). */
+    JG__PARK_NOSCOPE = 1u << 1,
 };
 
 /*
@@ -132,7 +144,11 @@ JG_HIDDEN struct jg_hub *jg__hub_get(void);
  * waker's result, -ETIMEDOUT, -ECANCELED, -EDEADLK (nothing can ever wake
  * it), or -EPERM (from a loop callback or the hub). errno is preserved.
  */
-JG_HIDDEN int jg__park(int64_t deadline);
+JG_HIDDEN int jg__park_flags(int64_t deadline, unsigned flags);
+static inline int jg__park(int64_t deadline)
+{
+    return jg__park_flags(deadline, 0);
+}
 /* The same from any thread: the wake-up goes through the hub's inbox. The
  * waiter must have counted the wait with jg__remote_begin(). */
 JG_HIDDEN bool jg__wake_remote(struct jg_green *g, int result);

@@ -238,34 +238,28 @@ int jg_mutex_held(const struct jg_mutex *m)
 /*
  * Take m back for a condition waiter, whatever happened to it: without a
  * time limit and through kills (pthread_cond_wait re-locks before the
- * cancellation handlers run). jg__park refuses a killed green thread and
- * applies its scopes, so both are set aside for this wait and restored
- * after; a kill that arrives meanwhile only makes us park again. n is a
+ * cancellation handlers run): the park ignores kills (they stay recorded)
+ * and deadline scopes (JG__PARK_NOCANCEL | JG__PARK_NOSCOPE). n is a
  * node taken before m was released, so this cannot run out of memory.
  * Returns 0, or -EDEADLK without m (main, and nothing can unlock it).
  */
 static int mutex_relock(struct jg_mutex *m, struct jg_green *g,
                         struct jg__wnode *n)
 {
-    uint16_t cancelled = g->flags & JG__G_CANCELLED;
-    int64_t deadline = g->deadline;
     int rc;
 
     if (m->owner == NULL) {
         m->owner = g;
         return 0;
     }
+    /* Like pthread_cond_wait, the wait returns holding the mutex: neither
+     * a kill (recorded, seen by the caller's next call) nor a deadline
+     * scope may end this part of it. */
     m->nwait++;
-    do {
-        g->flags &= (uint16_t)~JG__G_CANCELLED;
-        g->deadline = INT64_MAX;
-        jg__park_prepare();
-        rc = wq_park_node(&m->q, n, g, INT64_MAX);
-        cancelled |= g->flags & JG__G_CANCELLED;
-    } while (rc == -ECANCELED);
+    jg__park_prepare();
+    rc = wq_park_node_flags(&m->q, n, g, INT64_MAX,
+                            JG__PARK_NOCANCEL | JG__PARK_NOSCOPE);
     m->nwait--;
-    g->flags |= cancelled;
-    g->deadline = deadline;
     return rc > 0 ? 0 : rc;
 }
 

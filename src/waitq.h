@@ -84,15 +84,16 @@ static inline void wq_unlink(struct jg__wnode *n)
  * an enclosing scope, or a kill end the wait (returns jg__park's error,
  * < 0). Either way n is off q when this returns: the one cleanup path.
  */
-static inline int wq_park_node(struct jg_waitq *q, struct jg__wnode *n,
-                               struct jg_green *g, int64_t deadline)
+static inline int wq_park_node_flags(struct jg_waitq *q, struct jg__wnode *n,
+                                     struct jg_green *g, int64_t deadline,
+                                     unsigned pflags)
 {
     int rc;
 
     n->g = g;
     n->handed = false;
     wq_append(q, n);
-    rc = jg__park(deadline);
+    rc = jg__park_flags(deadline, pflags);
     if (n->q)
         wq_unlink(n);
     if (n->handed)
@@ -100,6 +101,12 @@ static inline int wq_park_node(struct jg_waitq *q, struct jg__wnode *n,
     /* Only our wakers wake with a result >= 0, and they set handed. */
     JG_ASSERT(rc < 0);
     return rc;
+}
+
+static inline int wq_park_node(struct jg_waitq *q, struct jg__wnode *n,
+                               struct jg_green *g, int64_t deadline)
+{
+    return wq_park_node_flags(q, n, g, deadline, 0);
 }
 
 /* The same with a node from the cache: may also fail with -ENOMEM. */
