@@ -352,15 +352,15 @@ static void enomem_at_map_count(void)
     int nsingles = 0;
 
     if (T_SANITIZED)
-        T_SKIP("max_map_count test only in the plain build");
+        T_SKIP_CASE("max_map_count test only in the plain build");
     if (getenv("JG_TEST_EMULATED"))
-        T_SKIP("an emulator's own mappings hide the guest's VMA count");
+        T_SKIP_CASE("an emulator's own mappings hide the guest's VMA count");
     FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
     T_ASSERT(f);
     T_EQ(fscanf(f, "%ld", &max), 1);
     fclose(f);
     if (max > 4L * 1024 * 1024)
-        T_SKIP("vm.max_map_count too large to exhaust quickly");
+        T_SKIP_CASE("vm.max_map_count too large to exhaust quickly");
     pool_init(&p, 0);
     long vmas0 = count_vmas();
 

@@ -69,6 +69,13 @@
         exit(77); \
     } while (0)
 
+/* Skip only the current case (the executable goes on with the others):
+ * use in a case function returning void. */
+#define T_SKIP_CASE(why) do { \
+        fprintf(stderr, "   (case skipped: %s)\n", why); \
+        return; \
+    } while (0)
+
 /* The build flavour: sanitizers make timing and counts unreliable. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define T_SANITIZED 1
