@@ -13,5 +13,7 @@
 #include "juggle/sync.h"
 #include "juggle/queue.h"
 #include "juggle/group.h"
+#include "juggle/shm.h"
+#include "juggle/subprocess.h"
 
 #endif
