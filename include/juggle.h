@@ -10,6 +10,8 @@
 #include "juggle/loop.h"
 #include "juggle/green.h"
 #include "juggle/io.h"
+#include "juggle/future.h"
+#include "juggle/executor.h"
 #include "juggle/sync.h"
 #include "juggle/queue.h"
 #include "juggle/group.h"

@@ -5,6 +5,7 @@
  * jg_connect, so only the calling green thread waits.
  */
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -24,8 +25,8 @@ union addr {
 
 /*
  * Fill a from a numeric host (IPv4 or IPv6; NULL = INADDR_ANY) and port.
- * Returns the address length, or -EINVAL. Names are not resolved yet: that
- * needs the thread pool (a later issue), and getaddrinfo would block the hub.
+ * Returns the address length, or -EINVAL (not numeric: jg_tcp_dial then
+ * resolves it as a name, off the hub).
  */
 static int inet_addr_of(union addr *a, const char *host, int port)
 {
@@ -124,15 +125,67 @@ int jg_tcp_listen(const char *host, int port)
     return listen_on(&a, (socklen_t)len);
 }
 
+/* What is left of a deadline as a timeout (0 once it has passed). */
+static int64_t left_of(int64_t deadline)
+{
+    int64_t left;
+
+    if (deadline == INT64_MAX)
+        return JG_FOREVER;
+    left = deadline - jg_now();
+    return left > 0 ? left : 0;
+}
+
+/*
+ * Dial a name: resolve it on the offload pool (only the calling green
+ * thread waits) and try each address in the resolver's order until one
+ * connects, all within one deadline. The last failure is reported.
+ */
+static int dial_name(const char *host, int port, int64_t timeout_ns)
+{
+    struct addrinfo hints, *res, *ai;
+    int64_t deadline = jg__deadline_after(timeout_ns);
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = jg_getaddrinfo(host, NULL, &hints, &res, timeout_ns);
+    if (rc < 0)
+        return rc;
+    rc = -EHOSTUNREACH;
+    for (ai = res; ai; ai = ai->ai_next) {
+        union addr a;
+
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            ai->ai_addrlen > sizeof(a))
+            continue;
+        memset(&a, 0, sizeof(a));
+        memcpy(&a, ai->ai_addr, ai->ai_addrlen);
+        if (ai->ai_family == AF_INET)
+            a.in4.sin_port = htons((uint16_t)port);
+        else
+            a.in6.sin6_port = htons((uint16_t)port);
+        rc = dial(&a, ai->ai_addrlen, left_of(deadline));
+        /* Stop on success, and on errors no other address can cure. */
+        if (rc >= 0 || rc == -ECANCELED || rc == -ETIMEDOUT)
+            break;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
 int jg_tcp_dial(const char *host, int port, int64_t timeout_ns)
 {
     union addr a;
     int len;
 
-    if (!jg__timeout_ok(timeout_ns) || !host || port <= 0)
+    if (!jg__timeout_ok(timeout_ns) || !host || !*host || port <= 0 ||
+        port > 65535)
         return -EINVAL;
+    /* A numeric address is used as is; anything else is a name. */
     if ((len = inet_addr_of(&a, host, port)) < 0)
-        return len;
+        return dial_name(host, port, timeout_ns);
     return dial(&a, (socklen_t)len, timeout_ns);
 }
 

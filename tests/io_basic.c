@@ -622,8 +622,10 @@ static void test_connect_refused(void)
     T_ERR(jg_tcp_dial("::ffff:127.0.0.1", port, JG_SEC(5)),
           -ECONNREFUSED);
     T_OK(jg_close(s));
-    T_ERR(jg_tcp_dial("not-an-ip", 80, JG_SEC(1)), -EINVAL);
-    T_ERR(jg_tcp_dial("localhost", 80, JG_SEC(1)), -EINVAL);
+    /* Names resolve on the offload pool (tests/offload.c); with no
+     * network here an unknown one fails with the resolver's answer. */
+    int r = jg_tcp_dial("no-such-host.invalid", 80, JG_SEC(5));
+    T_ASSERT(r == -ENOENT || r == -EAGAIN);
     T_ERR(jg_tcp_dial(NULL, 80, JG_SEC(1)), -EINVAL);
     T_ERR(jg_tcp_listen("999.1.1.1", 0), -EINVAL);
 }

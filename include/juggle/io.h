@@ -91,8 +91,12 @@ JG_API int jg_close(int fd);
  */
 JG_API int jg_tcp_listen(const char *host, int port);
 /*
- * Connect to TCP host:port (numeric IPv4 or IPv6 host). Returns the
- * non-blocking fd or -errno. May switch green threads.
+ * Connect to TCP host:port. A numeric IPv4 or IPv6 host is used as is; a
+ * name is resolved with jg_getaddrinfo (on the offload pool: only the
+ * calling green thread waits) and each address is tried in turn within
+ * the timeout. Returns the non-blocking fd or -errno (-ENOENT for an
+ * unknown name, -EAGAIN when the resolver cannot answer now). May switch
+ * green threads.
  */
 JG_API int jg_tcp_dial(const char *host, int port, int64_t timeout_ns);
 /* Listen on a Unix socket path (an existing socket file is replaced). */

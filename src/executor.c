@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * executor.c - the generic half of every executor: argument checks, the
+ * dispatch to a backend's ops, map in chunks (through the built-in task
+ * "jg.map", so map runs unchanged on any backend that runs tasks), and the
+ * process-wide default thread pool.
+ */
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "executor.h"
+#include "future.h"
+#include "hub.h"
+
+/* The built-in chunk task: its input is this header, the item task's name
+ * (NUL-terminated), then count items of in_size bytes. */
+#define MAP_TASK "jg.map"
+
+struct map_hdr {
+    uint64_t in_size, out_size, count, first;
+    uint32_t name_len;          /* with the NUL */
+    uint32_t pad_;
+};
+
+int jg_executor_submit(struct jg_executor *ex, const char *name,
+                       const void *in, size_t n, struct jg_future **out)
+{
+    struct jg_future *f;
+    int rc;
+
+    if (!ex || !ex->ops || !name || !*name || !out || (!in && n))
+        return -EINVAL;
+    f = jg__future_alloc();
+    if (!f)
+        return -ENOMEM;
+    /* The backend takes its own reference; ours becomes the caller's. */
+    rc = ex->ops->submit(ex, name, in, n, f);
+    if (rc < 0) {
+        jg_future_unref(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int jg_executor_call(struct jg_executor *ex, void *(*fn)(void *), void *arg,
+                     struct jg_future **out)
+{
+    struct jg_future *f;
+    int rc;
+
+    if (!ex || !ex->ops || !fn || !out)
+        return -EINVAL;
+    if (!ex->ops->call)
+        return -ENOTSUP;
+    f = jg__future_alloc();
+    if (!f)
+        return -ENOMEM;
+    rc = ex->ops->call(ex, fn, arg, f);
+    if (rc < 0) {
+        jg_future_unref(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int jg_executor_shutdown(struct jg_executor *ex, bool wait,
+                         bool cancel_pending)
+{
+    if (!ex || !ex->ops)
+        return -EINVAL;
+    return ex->ops->shutdown(ex, wait, cancel_pending);
+}
+
+static struct jg_executor *default_pool;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+void jg_executor_destroy(struct jg_executor *ex)
+{
+    /* The default pool lives as long as the process. */
+    if (!ex || !ex->ops || ex == default_pool)
+        return;
+    (void)ex->ops->shutdown(ex, true, false);
+    ex->ops->destroy(ex);
+}
+
+static void default_init(void)
+{
+    struct jg_executor *ex;
+
+    if (jg_thread_pool_create(&ex, NULL) == 0)
+        default_pool = ex;
+}
+
+struct jg_executor *jg_default_pool(void)
+{
+    pthread_once(&default_once, default_init);
+    return default_pool;
+}
+
+/* ---- map ----------------------------------------------------------------- */
+
+/* The chunk task: run the item task over each item, in order. */
+static int map_chunk(const void *in, size_t n, struct jg_task_out *out)
+{
+    struct map_hdr h;
+    struct jg_task_out item;
+    const char *name, *items;
+    jg_task_fn fn;
+    int rc = 0;
+
+    if (n < sizeof(h))
+        return jg_task_fail(out, -EINVAL, "map: short chunk");
+    memcpy(&h, in, sizeof(h));
+    name = (const char *)in + sizeof(h);
+    if (h.name_len == 0 || h.name_len > n - sizeof(h) ||
+        name[h.name_len - 1] != '\0' ||
+        (h.in_size && h.count > (n - sizeof(h) - h.name_len) / h.in_size))
+        return jg_task_fail(out, -EINVAL, "map: malformed chunk");
+    items = name + h.name_len;
+    fn = jg_task_find(name);
+    if (!fn)
+        return jg_task_fail(out, -ENOENT, "unknown task '%s'", name);
+    if (h.count && !jg_task_out_reserve(out, h.count * h.out_size))
+        return -ENOMEM;
+    jg__task_out_init(&item);
+    for (uint64_t i = 0; i < h.count; i++) {
+        item.len = 0;
+        rc = fn(items + i * h.in_size, h.in_size, &item);
+        if (rc < 0) {
+            rc = jg_task_fail(out, rc, "item %llu: %s",
+                              (unsigned long long)(h.first + i),
+                              item.msg ? item.msg : jg_strerror(rc));
+            break;
+        }
+        rc = 0;
+        if (item.len != h.out_size) {
+            rc = jg_task_fail(out, -EMSGSIZE,
+                              "item %llu: result of %zu bytes, want %llu",
+                              (unsigned long long)(h.first + i), item.len,
+                              (unsigned long long)h.out_size);
+            break;
+        }
+        if ((rc = jg_task_out_write(out, item.p, item.len)) < 0)
+            break;
+    }
+    jg__task_out_fini(&item);
+    return rc;
+}
+JG_TASK(MAP_TASK, map_chunk)
+
+/* Sleep briefly: parks a green thread, blocks a plain OS thread. */
+static int backoff(void)
+{
+    struct timespec ts = { 0, 1000000 };
+
+    if (jg__tls_hub && jg__cb_depth == 0 &&
+        jg__tls_hub->current != jg__tls_hub->hub_g)
+        return jg_sleep(JG_MS(1));
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+static int64_t left_of(int64_t deadline)
+{
+    int64_t left;
+
+    if (deadline == INT64_MAX)
+        return JG_FOREVER;
+    left = deadline - jg_now();
+    return left > 0 ? left : 0;
+}
+
+int jg_executor_map(struct jg_executor *ex, const char *name,
+                    const void *items, size_t in_size, size_t n,
+                    void *results, size_t out_size, size_t chunk,
+                    int64_t timeout_ns)
+{
+    struct jg_future **fs;
+    struct map_hdr h;
+    size_t nchunks, sub = 0, got = 0, name_len, buf_len;
+    int64_t deadline;
+    char *buf;
+    int rc = 0;
+
+    if (!ex || !ex->ops || !name || !*name || (!items && n && in_size) ||
+        (!results && n && out_size) || !jg__timeout_ok(timeout_ns))
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    if (!jg_task_find(name))
+        return -ENOENT;
+    if (chunk == 0) {
+        /* Python's rule: about four chunks per worker (CPU). */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        size_t parts = 4 * (size_t)(cpus > 0 ? cpus : 1);
+        chunk = (n + parts - 1) / parts;
+    }
+    if (chunk > n)
+        chunk = n;
+    if (in_size && chunk > (SIZE_MAX / 2) / in_size)
+        return -EINVAL;
+    nchunks = (n + chunk - 1) / chunk;
+    deadline = jg__deadline_after(timeout_ns);
+    name_len = strlen(name) + 1;
+    buf_len = sizeof(h) + name_len + chunk * in_size;
+    fs = calloc(nchunks, sizeof(*fs));
+    buf = malloc(buf_len);
+    if (!fs || !buf) {
+        free(fs);
+        free(buf);
+        return -ENOMEM;
+    }
+    memset(&h, 0, sizeof(h));
+    h.in_size = in_size;
+    h.out_size = out_size;
+    h.name_len = (uint32_t)name_len;
+    memcpy(buf + sizeof(h), name, name_len);
+    while (got < nchunks) {
+        /* Submit as far as the executor takes; a full bounded queue
+         * (-EAGAIN) is drained by collecting the oldest chunk first. */
+        while (sub < nchunks) {
+            size_t first = sub * chunk;
+            size_t cnt = n - first < chunk ? n - first : chunk;
+
+            h.first = first;
+            h.count = cnt;
+            memcpy(buf, &h, sizeof(h));
+            if (in_size)
+                memcpy(buf + sizeof(h) + name_len,
+                       (const char *)items + first * in_size, cnt * in_size);
+            rc = jg_executor_submit(ex, MAP_TASK, buf,
+                                    sizeof(h) + name_len + cnt * in_size,
+                                    &fs[sub]);
+            if (rc == -EAGAIN && sub > got)
+                break;
+            if (rc == -EAGAIN) {
+                if (deadline != INT64_MAX && jg_now() >= deadline) {
+                    rc = -ETIMEDOUT;
+                    goto out;
+                }
+                if ((rc = backoff()) < 0)
+                    goto out;
+                continue;
+            }
+            if (rc < 0)
+                goto out;
+            sub++;
+        }
+        {
+            size_t first = got * chunk;
+            size_t cnt = n - first < chunk ? n - first : chunk;
+            const void *p;
+            size_t len;
+
+            rc = jg_future_bytes(fs[got], &p, &len, left_of(deadline));
+            if (rc < 0)
+                goto out;
+            if (len != cnt * out_size) {
+                rc = -EMSGSIZE;
+                goto out;
+            }
+            if (len)
+                memcpy((char *)results + first * out_size, p, len);
+            got++;
+        }
+    }
+    rc = 0;
+out:
+    /* Chunks not collected are cancelled if still queued; one that runs
+     * writes only into its own future, which is dropped here. */
+    for (size_t i = 0; i < sub; i++) {
+        if (i >= got)
+            (void)jg_future_cancel(fs[i]);
+        jg_future_unref(fs[i]);
+    }
+    free(fs);
+    free(buf);
+    return rc;
+}
