@@ -17,5 +17,6 @@
 #include "juggle/group.h"
 #include "juggle/shm.h"
 #include "juggle/subprocess.h"
+#include "juggle/process.h"
 
 #endif
