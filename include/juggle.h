@@ -18,5 +18,6 @@
 #include "juggle/shm.h"
 #include "juggle/subprocess.h"
 #include "juggle/process.h"
+#include "juggle/monitor.h"
 
 #endif

@@ -677,13 +677,23 @@ void jg__fd_closing(int fd)
         jg__loop_fd_closed(&jg__tls_hub->loop, fd);
 }
 
-void jg__fd_fresh(int fd)
-{
-    if (jg__tls_hub)
-        jg__loop_fd_fresh(&jg__tls_hub->loop, fd);
-}
 
 /* ---- the hub context ----------------------------------------------------- */
+
+/*
+ * Advance the watchdog's heartbeat (see h->beat). Only this thread writes
+ * it, so a relaxed load and store make the increment, with no locked
+ * read-modify-write. Relaxed is enough for a watchdog: it only compares
+ * values for change and orders no other data by them; a stale read at most
+ * delays a report by one of its ticks.
+ */
+static inline void beat(struct jg_hub *h, uint64_t by)
+{
+    uint64_t b = atomic_load_explicit(&h->beat, memory_order_relaxed);
+
+    atomic_store_explicit(&h->beat, b + by, memory_order_relaxed);
+}
+
 
 /*
  * Nothing can ever wake a blocked main context: no ready green thread, no
@@ -733,6 +743,8 @@ static void hub_main(void *val)
             h->burst++;
             h->hub_g->state = JG_GREEN_PARKED;
             switch_to(h, h->hub_g, g, resume_value(g));
+            /* Back in the hub loop: the green thread gave the CPU up. */
+            beat(h, 2);
         }
         if (deadlocked(h)) {
             break_deadlock(h);
@@ -801,7 +813,10 @@ static void hub_destroy(void *arg)
     struct jg_hub *h = arg;
 
     /* Thread exit. Green threads still alive are abandoned (their
-     * descriptors leak); what the hub itself owns is returned. */
+     * descriptors leak); what the hub itself owns is returned. The
+     * watchdog forgets the hub in any case: its thread is ending. */
+    if (h)
+        jg__monitor_hub_remove(h);
     if (!h || h->count > 0)
         return;
     jg__tls_hub = NULL;
@@ -877,6 +892,7 @@ struct jg_hub *jg__hub_get(void)
     h->main_g = calloc(1, sizeof *h->main_g);
     if (!h->hub_g || !h->main_g)
         goto err_free;
+    h->loop.beat = &h->beat;
     if (jg__loop_init(&h->loop) < 0)
         goto err_free;
     h->loop.hub = h;
@@ -901,6 +917,7 @@ struct jg_hub *jg__hub_get(void)
     h->current = h->main_g;
     jg__tls_hub = h;
     pthread_setspecific(hub_key, h);
+    jg__monitor_hub_add(h);
     return h;
 
 err_loop:

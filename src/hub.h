@@ -119,6 +119,13 @@ struct jg_hub {
     uint64_t next_id;
     int burst;                  /* direct switches since the last poll */
     _Atomic int remote;         /* cross-thread waits outstanding */
+    /* Heartbeat for the blocking watchdog (monitor.c): +2 on every return
+     * to the hub loop, +1 entering and +1 leaving the backend's poll (the
+     * loop does those), so it is odd exactly while the thread waits in
+     * the kernel; a loop callback that blocks is seen. Written only by
+     * this thread; the watchdog thread reads it. */
+    _Atomic uint64_t beat;
+    struct jg__monitor_hub *mon; /* the watchdog's record of this hub */
 #if JG_ASAN
     const void *main_lo;        /* the thread's own stack, for ASan */
     size_t main_size;
@@ -166,7 +173,9 @@ JG_HIDDEN void jg__remote_end(struct jg_hub *h);
 JG_HIDDEN int jg__wait_fd_until(int fd, uint32_t events, int64_t deadline);
 /* jg_close's notification: wake every waiter on fd (this thread's hub). */
 JG_HIDDEN void jg__fd_closing(int fd);
-/* A juggle call made fd (accept, socket): see jg__loop_fd_fresh. */
+/* A juggle call (or an interposed libc call) made fd: forget what io.c and
+ * the loop believed of an older fd of that number (see jg__loop_fd_fresh).
+ * Defined in io.c, which owns the fd-kind cache. */
 JG_HIDDEN void jg__fd_fresh(int fd);
 
 /* The running green thread (creating the hub if needed), or NULL. */
@@ -224,6 +233,15 @@ static inline bool jg__wake(struct jg_green *g, int result)
     jg__make_ready(g);
     return true;
 }
+
+/*
+ * The watchdog's registry of hubs (monitor.c). The hub's own thread adds its
+ * hub as it is made (this also reads JG_MONITOR, once per process) and
+ * removes it as it is destroyed, before the thread ends; neither is on a
+ * switch path.
+ */
+JG_HIDDEN void jg__monitor_hub_add(struct jg_hub *h);
+JG_HIDDEN void jg__monitor_hub_remove(struct jg_hub *h);
 
 /* The hub's entry for jg_loop_run(jg_loop_default()) from a green thread. */
 JG_HIDDEN int jg__hub_loop_run(struct jg_hub *h, int mode);

@@ -81,6 +81,13 @@ static void kind_forget(int fd)
         kinds[fd] = 0;
 }
 
+void jg__fd_fresh(int fd)
+{
+    kind_forget(fd);
+    if (jg__tls_hub)
+        jg__loop_fd_fresh(&jg__tls_hub->loop, fd);
+}
+
 /* Classify fd with fstat (+ fcntl) and cache the answer. */
 static JG_NOINLINE int kind_learn(int fd)
 {
@@ -564,10 +571,10 @@ int jg_accept(int fd, struct sockaddr *addr, socklen_t *len,
         if (c >= 0) {
             /* A socket both, the listener for sure now. */
             kind_set(fd, K_KNOWN | K_SOCK | K_NB | K_NBCHK);
-            kind_set(c, K_KNOWN | K_SOCK | K_NB | K_NBCHK);
             /* A new fd: forget what the loop believed of an old one with
              * this number, and trust it to be closed with jg_close. */
             jg__fd_fresh(c);
+            kind_set(c, K_KNOWN | K_SOCK | K_NB | K_NBCHK);
             return c;
         }
         int e = errno;

@@ -726,11 +726,13 @@ static void async_collect(struct jg_loop *l)
 int jg__loop_init(struct jg_loop *l)
 {
     struct jg_hub *hub = l->hub;
+    _Atomic uint64_t *beat = l->beat;
     int rc;
 
-    /* The hub may have set l->hub before calling: keep it. */
+    /* The hub may have set l->hub and l->beat before calling: keep them. */
     memset(l, 0, sizeof *l);
     l->hub = hub;
+    l->beat = beat;
     l->owner = jg__thread_id();
     l->slot = -1;
     atomic_init(&l->inbox, NULL);
@@ -805,10 +807,19 @@ int jg__loop_iterate(struct jg_loop *l, bool may_block, int64_t max_block_ns)
      * read from memory below, so the system call is skipped. The hub
      * polls every 64 green threads: this keeps pure green-thread
      * switching free of system calls. */
-    if (timeout == 0 && l->nregistered == 0)
+    if (timeout == 0 && l->nregistered == 0) {
         n = 0;
-    else
+    } else {
+        /* Only this thread writes the beat: load + store, no locked RMW;
+         * relaxed, since the watchdog only looks for change. */
+        if (l->beat)
+            atomic_store_explicit(l->beat, atomic_load_explicit(
+                l->beat, memory_order_relaxed) + 1, memory_order_relaxed);
         n = l->ops->poll(l->backend, timeout, l->events, JG__LOOP_EVENTS);
+        if (l->beat)
+            atomic_store_explicit(l->beat, atomic_load_explicit(
+                l->beat, memory_order_relaxed) + 1, memory_order_relaxed);
+    }
     if (timeout != 0)
         atomic_exchange(&l->wake_state, 0u);
     if (n < 0)
@@ -883,6 +894,7 @@ int jg_loop_create(struct jg_loop **out, const struct jg_loop_opts *o)
     if (!l)
         return -ENOMEM;
     l->hub = NULL;
+    l->beat = NULL;
     rc = jg__loop_init(l);
     if (rc < 0) {
         free(l);

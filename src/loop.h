@@ -63,6 +63,10 @@ struct jg_loop {
     const struct jg__backend_ops *ops;
     void *backend;                /* the backend's state */
     struct jg_hub *hub;           /* set when this is a hub's loop */
+    /* The hub's watchdog heartbeat (monitor.c), or NULL: bumped by one
+     * before and after the backend poll, so it is odd exactly while the
+     * thread waits in the kernel; callbacks count as busy. */
+    _Atomic uint64_t *beat;
     const void *owner;            /* identity of the owning OS thread */
 
     int64_t now;                  /* cached clock, read once per poll */
