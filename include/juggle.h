@@ -18,6 +18,7 @@
 #include "juggle/shm.h"
 #include "juggle/subprocess.h"
 #include "juggle/process.h"
+#include "juggle/patch.h"
 #include "juggle/monitor.h"
 
 #endif

@@ -7,9 +7,9 @@
 set -eu
 
 need="cmake make gcc clang libclang-rt-14-dev binutils pkgconf gcc-aarch64-linux-gnu \
-libc6-dev-arm64-cross qemu-user valgrind"
+libc6-dev-arm64-cross qemu-user valgrind libcurl4-openssl-dev libhiredis-dev redis-server"
 if [ "${1:-}" = bench ]; then
-    need="$need g++ libboost-context-dev golang-go libuv1-dev wrk python3"
+    need="$need g++ libboost-context-dev golang-go libuv1-dev wrk python3 python3-gevent"
 fi
 
 missing=""

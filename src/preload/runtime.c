@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runtime.c - the runtime's side of the patch, compiled into libjuggle (not
+ * into the preload library): jg_patch_enable and friends, and the one-time
+ * introduction of this copy of the runtime to libjuggle_preload.so, so the
+ * interposers park green threads on the very hubs the program's jg_* calls
+ * use. The preload library never links a runtime of its own.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub.h"
+#include "preload/abi.h"
+
+/* Referenced from juggle/patch.h so that static links keep this object. */
+const int jg_patch_hook = JG__PATCH_ABI;
+
+static pthread_once_t attach_once = PTHREAD_ONCE_INIT;
+/* Written once inside attach_once, read only after it. */
+static const struct jg__patch_pl *pl;
+/* -1: not set by jg_patch_enable yet (JG_PATCH decides at attach). */
+static _Atomic int wanted = -1;
+
+static struct jg_hub *rt_hub(void)
+{
+    return jg__tls_hub;
+}
+
+static int rt_sleep_until(int64_t deadline)
+{
+    struct jg_green *g = jg__park_prepare();
+
+    if (!g)
+        return -ENOMEM;
+    /* No wake source: only the deadline, a kill or a scope ends it. */
+    return jg__park(deadline);
+}
+
+static const char *rt_name(void)
+{
+    return jg_name(NULL);
+}
+
+static void attach(void)
+{
+    static struct jg__patch_rt rt = {
+        .abi = JG__PATCH_ABI,
+        .hub_size = sizeof(struct jg_hub),
+        .tls_hub_off = JG__PATCH_NO_TP,
+        .hub = rt_hub,
+        .wait_fd = jg__wait_fd_until,
+        .sleep_until = rt_sleep_until,
+        .close = jg_close,
+        .fd_closing = jg__fd_closing,
+        .fd_fresh = jg__fd_fresh,
+        .run_in_thread = jg_run_in_thread,
+        .getaddrinfo = jg_getaddrinfo,
+        .name = rt_name,
+        .local_key_create = jg_local_key_create,
+        .local_set = jg_local_set,
+        .local_get = jg_local_get,
+    };
+    jg__patch_attach_fn fn;
+    int w = atomic_load(&wanted);
+
+    if (w < 0) {
+        const char *env = getenv("JG_PATCH");
+        w = !(env && strcmp(env, "0") == 0);
+    }
+    rt.enabled = w;
+#if defined(__x86_64__) || defined(__aarch64__)
+    /* Initial-exec TLS sits at one offset from the thread pointer in every
+     * thread: the interposers read our hub pointer without calling us. */
+    rt.tls_hub_off = (long)((char *)&jg__tls_hub -
+                            (char *)__builtin_thread_pointer());
+#endif
+    /* Not found: no preload library in this process; the patch is off. */
+    *(void **)&fn = dlsym(RTLD_DEFAULT, JG__PATCH_ATTACH);
+    if (fn)
+        pl = fn(&rt);
+}
+
+/* Introduce ourselves before main, once the preload library (if any) is
+ * relocated: constructors of preloaded and needed objects ran first. */
+__attribute__((constructor)) static void patch_ctor(void)
+{
+    pthread_once(&attach_once, attach);
+}
+
+int jg_patch_enable(bool on)
+{
+    atomic_store(&wanted, on);
+    pthread_once(&attach_once, attach);
+    if (!pl)
+        return -ENOSYS;
+    pl->enable(on);
+    return 0;
+}
+
+bool jg_patch_enabled(void)
+{
+    pthread_once(&attach_once, attach);
+    return pl && pl->enabled();
+}
+
+int64_t jg_patch_calls(const char *name)
+{
+    if (!name)
+        return -EINVAL;
+    pthread_once(&attach_once, attach);
+    if (!pl)
+        return -ENOSYS;
+    return pl->calls(name);
+}
