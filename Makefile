@@ -25,7 +25,7 @@ test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 tour: all
-	@scripts/tour.sh $(BUILD)
+	@scripts/tour.sh $(BUILD) $(TOUR_ARGS)
 
 bench: deps
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DJG_WERROR=ON

@@ -1,20 +1,15 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# The tour until the real one lands: run the built examples from the build
-# directory given as $1 and show what each prints. Builds nothing itself.
-set -e
+# make tour: run juggle-tour from the build directory given as $1, passing
+# on any further arguments (--quick, --only io, --svg tour.svg, ...).
+# Builds nothing itself: `make tour` builds first.
 build=${1:-build}
-
-run() {
-    exe=$build/examples/$1
-    echo "== $1: $2"
-    if [ ! -x "$exe" ]; then
-        echo "tour: $exe is missing; build first (make all)" >&2
-        exit 1
-    fi
-    "$exe"
-    echo
-}
-
-run redblue "greenlet-style explicit switching (jg_create + jg_switch)"
-run bobalice "two green threads sleeping 0.3 s and 0.1 s on one hub"
+[ $# -gt 0 ] && shift
+tour=$build/tools/juggle-tour
+if [ ! -x "$tour" ]; then
+    echo "tour: $tour is missing." >&2
+    echo "tour: build it first: make all (or cmake --build $build" \
+         "--target juggle-tour)" >&2
+    exit 1
+fi
+exec "$tour" "$@"
