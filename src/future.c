@@ -298,29 +298,39 @@ static int complete(struct jg_future *f, int state, int code, void *value,
 
     jg__lock(&f->lock);
     s = atomic_load_explicit(&f->state, memory_order_relaxed);
-    if (s >= JG_FUTURE_DONE ||
-        (state == JG_FUTURE_CANCELLED && s == JG_FUTURE_RUNNING &&
-         !from_running)) {
-        jg__unlock(&f->lock);
-        free(msg);
-        if (bytes)
-            free(value);
-        if (s == JG_FUTURE_RUNNING)
-            return -EBUSY;
-        /* Completing a cancelled future is -ECANCELED; cancelling it
-         * again is -EALREADY, like cancelling a done one. */
-        if (s == JG_FUTURE_CANCELLED && state != JG_FUTURE_CANCELLED)
-            return -ECANCELED;
-        return -EALREADY;
+    for (;;) {
+        if (s >= JG_FUTURE_DONE ||
+            (state == JG_FUTURE_CANCELLED && s == JG_FUTURE_RUNNING &&
+             !from_running)) {
+            jg__unlock(&f->lock);
+            free(msg);
+            if (bytes)
+                free(value);
+            if (s == JG_FUTURE_RUNNING)
+                return -EBUSY;
+            /* Completing a cancelled future is -ECANCELED; cancelling it
+             * again is -EALREADY, like cancelling a done one. */
+            if (s == JG_FUTURE_CANCELLED && state != JG_FUTURE_CANCELLED)
+                return -ECANCELED;
+            return -EALREADY;
+        }
+        f->code = code;
+        f->value = value;
+        f->len = len;
+        f->has_bytes = bytes;
+        f->msg = msg;
+        /* A CAS, not a store: jg_future_set_running moves PENDING to
+         * RUNNING without the lock, so a cancel that saw PENDING must not
+         * overwrite a start that won meanwhile (both would have won).
+         * release: whoever sees the new state (lock-free readers in
+         * result and wait) sees the outcome written above. */
+        if (atomic_compare_exchange_strong_explicit(&f->state, &s, state,
+                memory_order_acq_rel, memory_order_relaxed))
+            break;
+        /* s is now what set_running made it: look again. Nobody reads
+         * the outcome fields before the state says it is complete. */
+        f->msg = NULL;
     }
-    f->code = code;
-    f->value = value;
-    f->len = len;
-    f->has_bytes = bytes;
-    f->msg = msg;
-    /* release: whoever sees the new state (lock-free readers in result
-     * and wait) sees the outcome written above. */
-    atomic_store_explicit(&f->state, state, memory_order_release);
     while ((n = jg__list_pop_front(&f->nodes)) != NULL) {
         struct jg__fnode *fn = JG_CONTAINER_OF(n, struct jg__fnode, link);
         fn->fn(fn, f);
