@@ -372,16 +372,9 @@ int jg_io_stop(struct jg_io *w)
 
     if (!w || w->base.kind != JG__K_IO)
         return -EINVAL;
-    jg__watcher_sync(&w->base);
-    if (!(w->base.flags & (JG__W_ACTIVE | JG__W_PENDING)))
-        return 0;
-    l = w->base.loop;
-    rc = jg__loop_check(l);
-    if (rc < 0)
+    rc = jg__watcher_stop_begin(&w->base, &l);
+    if (rc <= 0)
         return rc;
-    jg__pending_drop(l, &w->base);
-    if (!(w->base.flags & JG__W_ACTIVE))
-        return 0;
     f = &l->fds[w->fd];
     jg__wlist_remove(&f->watchers, &w->base);
     jg__watcher_deactivate(l, &w->base);
@@ -560,18 +553,11 @@ int jg_hook_stop(struct jg_hook *w)
 
     if (!w || !is_hook(w->base.kind))
         return -EINVAL;
-    jg__watcher_sync(&w->base);
-    if (!(w->base.flags & (JG__W_ACTIVE | JG__W_PENDING)))
-        return 0;
-    l = w->base.loop;
-    rc = jg__loop_check(l);
-    if (rc < 0)
+    rc = jg__watcher_stop_begin(&w->base, &l);
+    if (rc <= 0)
         return rc;
-    jg__pending_drop(l, &w->base);
-    if (w->base.flags & JG__W_ACTIVE) {
-        jg__wlist_remove(hook_list(l, w->base.kind), &w->base);
-        jg__watcher_deactivate(l, &w->base);
-    }
+    jg__wlist_remove(hook_list(l, w->base.kind), &w->base);
+    jg__watcher_deactivate(l, &w->base);
     return 0;
 }
 
@@ -672,18 +658,11 @@ int jg_async_stop(struct jg_async *w)
 
     if (!w || w->base.kind != JG__K_ASYNC)
         return -EINVAL;
-    jg__watcher_sync(&w->base);
-    if (!(w->base.flags & (JG__W_ACTIVE | JG__W_PENDING)))
-        return 0;
-    l = w->base.loop;
-    rc = jg__loop_check(l);
-    if (rc < 0)
+    rc = jg__watcher_stop_begin(&w->base, &l);
+    if (rc <= 0)
         return rc;
-    jg__pending_drop(l, &w->base);
-    if (w->base.flags & JG__W_ACTIVE) {
-        jg__wlist_remove(&l->asyncs, &w->base);
-        jg__watcher_deactivate(l, &w->base);
-    }
+    jg__wlist_remove(&l->asyncs, &w->base);
+    jg__watcher_deactivate(l, &w->base);
     return 0;
 }
 

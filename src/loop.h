@@ -183,6 +183,27 @@ JG_HIDDEN void jg__watcher_deactivate(struct jg_loop *l,
 JG_HIDDEN void jg__pending_add(struct jg_loop *l, struct jg_watcher *w,
                                uint32_t revents);
 JG_HIDDEN void jg__pending_drop(struct jg_loop *l, struct jg_watcher *w);
+
+/*
+ * The first half of every jg_*_stop: forget a due callback of w and say
+ * whether w is still active, to be unlinked by the caller. Returns 1
+ * (active: *lp is its loop), 0 (nothing to do) or -EXDEV / -EINVAL.
+ */
+static inline int jg__watcher_stop_begin(struct jg_watcher *w,
+                                         struct jg_loop **lp)
+{
+    int rc;
+
+    jg__watcher_sync(w);
+    if (!(w->flags & (JG__W_ACTIVE | JG__W_PENDING)))
+        return 0;
+    *lp = w->loop;
+    rc = jg__loop_check(*lp);
+    if (rc < 0)
+        return rc;
+    jg__pending_drop(*lp, w);
+    return (w->flags & JG__W_ACTIVE) ? 1 : 0;
+}
 JG_HIDDEN void jg__wlist_append(struct jg__wlist *h, struct jg_watcher *w);
 JG_HIDDEN void jg__wlist_remove(struct jg__wlist *h, struct jg_watcher *w);
 /* Wake l's poll (coalesced); any thread, async-signal-safe. */

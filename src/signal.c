@@ -214,16 +214,9 @@ int jg_signal_stop(struct jg_signal *w)
 
     if (!w || w->base.kind != JG__K_SIGNAL)
         return -EINVAL;
-    jg__watcher_sync(&w->base);
-    if (!(w->base.flags & (JG__W_ACTIVE | JG__W_PENDING)))
-        return 0;
-    l = w->base.loop;
-    rc = jg__loop_check(l);
-    if (rc < 0)
+    rc = jg__watcher_stop_begin(&w->base, &l);
+    if (rc <= 0)
         return rc;
-    jg__pending_drop(l, &w->base);
-    if (!(w->base.flags & JG__W_ACTIVE))
-        return 0;
     jg__wlist_remove(&l->signals, &w->base);
     jg__watcher_deactivate(l, &w->base);
     sig = w->signum;

@@ -145,18 +145,11 @@ int jg_timer_stop(struct jg_timer *w)
 
     if (!w || w->base.kind != JG__K_TIMER)
         return -EINVAL;
-    jg__watcher_sync(&w->base);
-    if (!(w->base.flags & (JG__W_ACTIVE | JG__W_PENDING)))
-        return 0;
-    l = w->base.loop;
-    rc = jg__loop_check(l);
-    if (rc < 0)
+    rc = jg__watcher_stop_begin(&w->base, &l);
+    if (rc <= 0)
         return rc;
-    jg__pending_drop(l, &w->base);
-    if (w->base.flags & JG__W_ACTIVE) {
-        heap_remove(l, w);
-        jg__watcher_deactivate(l, &w->base);
-    }
+    heap_remove(l, w);
+    jg__watcher_deactivate(l, &w->base);
     return 0;
 }
 
