@@ -582,11 +582,12 @@ int jg__park_flags(int64_t deadline, unsigned pflags)
     if (pflags & JG__PARK_NOCANCEL)
         g->flags |= JG__G_NOCANCEL;
     /* errno is per OS thread and every green thread shares it: a parked
-     * green thread must find it as it left it. */
-    saved_errno = errno;
+     * green thread must find it as it left it. Its address is the
+     * thread's, kept in the hub: no call to __errno_location per park. */
+    saved_errno = *h->errno_loc;
     g->state = JG_GREEN_PARKED;
     schedule(h, g);
-    errno = saved_errno;
+    *h->errno_loc = saved_errno;
     g->flags &= (uint16_t)~JG__G_NOCANCEL;
     if (eff != INT64_MAX)
         jg_timer_stop(&g->park.timer);
@@ -915,6 +916,7 @@ struct jg_hub *jg__hub_get(void)
     h->hub_g->tsan_fiber = __tsan_create_fiber(0);
 #endif
     h->current = h->main_g;
+    h->errno_loc = &errno;
     jg__tls_hub = h;
     pthread_setspecific(hub_key, h);
     jg__monitor_hub_add(h);

@@ -99,6 +99,7 @@ struct jg_green {
 
 struct jg_hub {
     struct jg_green *current;   /* running green thread (first: hot) */
+    int *errno_loc;             /* this thread's errno */
     struct jg__list ready;      /* READY green threads, FIFO */
     struct jg_green *hub_g;     /* the hub's own context */
     struct jg_green *main_g;    /* the thread's original context */
