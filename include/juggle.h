@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * juggle.h - one include for the whole runtime: green threads with a per-
- * thread hub, the callback event loop, and cooperative I/O.
+ * juggle.h - one include for the whole runtime: green threads and their
+ * hub, the callback loop, cooperative I/O, green synchronization, futures
+ * and executors (thread, offload and process pools), shared memory,
+ * subprocesses, the patch switch and the blocking monitor.
  */
 #ifndef JUGGLE_H
 #define JUGGLE_H
