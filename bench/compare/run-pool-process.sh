@@ -12,15 +12,9 @@ set -u
 
 build=${1:-build-release}
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 ours=$build/bench
-out=$build/bench/compare
-pairs=${BENCH_PAIRS_POOL_PROCESS:-3}
-[ "$pairs" -ge 1 ] 2>/dev/null || pairs=3
-BENCH_REPS=${BENCH_REPS:-5}
-export BENCH_REPS
-start=$(date +%s)
-
-mkdir -p "$out" || exit 1
+cmp_init compare-pool-process 3 "${BENCH_PAIRS_POOL_PROCESS:-}"
 pin="taskset -c 0,1"
 if ! $pin true 2>/dev/null; then
     echo "compare: taskset -c 0,1 failed; running unpinned" >&2
@@ -34,25 +28,15 @@ else
 fi
 echo "compare: process pool, cpu; $pairs pairs, BENCH_REPS=$BENCH_REPS" >&2
 
-log=$out/compare-pool-process.log
-: >"$log"
-status=0
-
-# run PAIR PROG...: run it, record its BENCH lines.
+# run PAIR PROG...: run it pinned, record its BENCH lines.
 run() {
-    p=$1
-    shift
-    if [ ! -x "$1" ] && [ "$1" != "$py" ]; then
-        [ "$p" = 1 ] && echo "compare: skipped $1: not built" >&2
+    if [ ! -x "$2" ] && [ "$2" != "$py" ]; then
+        [ "$1" = 1 ] && echo "compare: skipped $2: not built" >&2
         return 0
     fi
-    $pin "$@" >"$out/last-pp.out" 2>"$out/last-pp.err" || {
-        echo "compare: $* failed (pair $p):" >&2
-        tail -3 "$out/last-pp.err" >&2
-        status=1
-    }
-    awk -v p="$p" '$1 == "BENCH" { print p, $2, $3, $4 }' \
-        "$out/last-pp.out" >>"$log"
+    p=$1
+    shift
+    cmp_run "$p" $pin "$@"
 }
 
 i=1
@@ -65,73 +49,8 @@ while [ $i -le "$pairs" ]; do
     i=$((i + 1))
 done
 
-awk -v pairs="$pairs" '
-function fmt(v) {
-    if (v < 10) return sprintf("%.2f", v)
-    if (v < 1000) return sprintf("%.1f", v)
-    return sprintf("%.0f", v)
-}
-function median(a, n,    i, j, x) {
-    for (i = 2; i <= n; i++) {
-        x = a[i]
-        for (j = i - 1; j >= 1 && a[j] > x; j--)
-            a[j + 1] = a[j]
-        a[j + 1] = x
-    }
-    if (n == 0) return ""
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-{
-    val[$2, $1] = $3; unit[$2] = $4
-    if (!($2 in order)) { order[$2] = ++names; byidx[names] = $2 }
-}
-function stat(name,    n, p, a) {
-    n = 0
-    for (p = 1; p <= pairs; p++)
-        if ((name, p) in val) a[++n] = val[name, p]
-    med[name] = median(a, n)
-    lo[name] = n ? a[1] : ""; hi[name] = n ? a[n] : ""; cnt[name] = n
-}
-function verdict(r, op, target) {
-    if (op == "") return "(information)"
-    if (op == ">=" && r >= target) return "met"
-    if (op == "<=" && r <= target) return "met"
-    return "not met"
-}
-# ratio NAME NUM DEN OP TARGET: per-pair NUM/DEN, their median, verdict.
-function ratio(name, num, den, op, target,    n, p, a, r) {
-    n = 0
-    for (p = 1; p <= pairs; p++)
-        if ((num, p) in val && (den, p) in val && val[den, p] > 0)
-            a[++n] = val[num, p] / val[den, p]
-    if (n == 0) {
-        rows[++nrows] = sprintf("%-40s %10s  %-8s %s", name, "n/a",
-                                op target, "not measured")
-        return
-    }
-    r = median(a, n)
-    printf "BENCH %s %s x\n", name, fmt(r)
-    rows[++nrows] = sprintf("%-40s %9sx  %-8s %s", name, fmt(r),
-                            op target, verdict(r, op, target))
-}
-# absolute NAME OP TARGET: a median against a fixed bound.
-function absolute(name, op, target,    u) {
-    if (!(name in med) || med[name] == "") {
-        rows[++nrows] = sprintf("%-40s %10s  %-8s %s", name, "n/a",
-                                op target, "not measured")
-        return
-    }
-    u = unit[name]
-    rows[++nrows] = sprintf("%-40s %9s%s  %-8s %s", name,
-                            fmt(med[name]) (u == "x" ? "" : " "), u,
-                            op target, verdict(med[name], op, target))
-}
-END {
-    for (k = 1; k <= names; k++) stat(byidx[k])
-    for (k = 1; k <= names; k++) {
-        nm = byidx[k]
-        printf "BENCH %s %s %s\n", nm, fmt(med[nm]), unit[nm]
-    }
+cmp_report '
+    stat_all()
     ratio("ratio.pool.process.submit.multiprocessing",
           "pool.process.submit", "pool.process.submit.multiprocessing",
           ">=", 10)
@@ -148,17 +67,6 @@ END {
     absolute("cpu.processes.speedup.python", "", "")
     # Python runs ~100x fewer items: per item is the fair comparison.
     ratio("ratio.cpu.item.python", "cpu.item.python", "cpu.item", "", "")
-    print ""
-    print "figure                                    median    target   verdict"
-    for (k = 1; k <= nrows; k++) print rows[k]
-    print ""
-    print "spread over the pairs (min-max):"
-    for (k = 1; k <= names; k++) {
-        nm = byidx[k]
-        printf "  %-40s %s-%s %s (%d runs)\n", nm, fmt(lo[nm]),
-               fmt(hi[nm]), unit[nm], cnt[nm]
-    }
-}' "$log"
-
-echo "compare: pool-process $(( $(date +%s) - start )) s" >&2
-exit $status
+    report()'
+cmp_done
+exit $cmp_status
