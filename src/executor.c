@@ -13,6 +13,7 @@
 #include "executor.h"
 #include "future.h"
 #include "hub.h"
+#include "sys.h"
 
 /* The built-in chunk task: its input is this header, the item task's name
  * (NUL-terminated), then count items of in_size bytes. */
@@ -160,7 +161,7 @@ static int backoff(void)
     if (jg__tls_hub && jg__cb_depth == 0 &&
         jg__tls_hub->current != jg__tls_hub->hub_g)
         return jg_sleep(JG_MS(1));
-    nanosleep(&ts, NULL);
+    jg__sys_nanosleep(&ts, NULL);
     return 0;
 }
 

@@ -23,6 +23,7 @@
 
 #include "forkserver.h"
 #include "executor.h"
+#include "sys.h"
 
 extern char **environ;
 
@@ -75,8 +76,8 @@ int jg__child_reap(int pidfd, bool block, siginfo_t *si)
 {
     memset(si, 0, sizeof(*si));
     for (;;) {
-        int rc = waitid((idtype_t)P_PIDFD, (id_t)pidfd, si,
-                        WEXITED | (block ? 0 : WNOHANG));
+        int rc = jg__sys_waitid((idtype_t)P_PIDFD, (id_t)pidfd, si,
+                                WEXITED | (block ? 0 : WNOHANG));
         if (rc == 0)
             return si->si_pid != 0 ? 1 : 0;
         if (errno != EINTR)
@@ -102,11 +103,11 @@ void jg__describe_exit(char *buf, size_t size, const char *prefix,
 static long thread_count(void)
 {
     char buf[1024];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    int fd = jg__sys_open("/proc/self/stat", O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
+    ssize_t n = jg__sys_read(fd, buf, sizeof(buf) - 1);
+    jg__sys_close(fd);
     if (n <= 0)
         return -1;
     buf[n] = '\0';
@@ -143,7 +144,7 @@ static int send_fds(int sock, const void *msg, size_t len, const int *fds,
         memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
     }
     for (;;) {
-        ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        ssize_t n = jg__sys_sendmsg(sock, &mh, MSG_NOSIGNAL);
         if (n >= 0)
             return 0;
         if (errno != EINTR)
@@ -166,7 +167,7 @@ static ssize_t recv_fds(int sock, void *msg, size_t len, int *fds, int *nfds)
 
     *nfds = 0;
     do
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        n = jg__sys_recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -errno;
@@ -261,7 +262,7 @@ static _Noreturn void server_main(int sock)
         } else {
             pid_t pid = clone_parent();
             if (pid == 0) {
-                close(sock);
+                jg__sys_close(sock);
                 reset_signals();
                 if (r.kind == JG__CHILD_WORKER) {
                     /* Workers die with the program (its main thread). */
@@ -274,8 +275,8 @@ static _Noreturn void server_main(int sock)
             reply = pid < 0 ? -errno : pid;
         }
         for (int i = 0; i < nfds; i++)
-            close(fds[i]);
-        if (send(sock, &reply, sizeof(reply), MSG_NOSIGNAL) < 0)
+            jg__sys_close(fds[i]);
+        if (jg__sys_send(sock, &reply, sizeof(reply), MSG_NOSIGNAL) < 0)
             _exit(0);
     }
 }
@@ -285,7 +286,7 @@ static int server_start(void)
 {
     int sv[2];
 
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    if (jg__sys_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
     /* Buffered output would be written twice: by us and by a child. */
     fflush(NULL);
@@ -293,15 +294,15 @@ static int server_start(void)
     pid_t pid = fork();
     if (pid < 0) {
         int e = -errno;
-        close(sv[0]);
-        close(sv[1]);
+        jg__sys_close(sv[0]);
+        jg__sys_close(sv[1]);
         return e;
     }
     if (pid == 0) {
-        close(sv[0]);
+        jg__sys_close(sv[0]);
         server_main(sv[1]);
     }
-    close(sv[1]);
+    jg__sys_close(sv[1]);
     fs_sock = sv[0];
     fs_pid = pid;
     return 0;
@@ -318,7 +319,7 @@ static int server_clone(int kind, const int *fds, int nfds, pid_t *pid)
     if (rc < 0)
         return rc == -EPIPE ? -ECHILD : rc;
     do
-        n = recv(fs_sock, &reply, sizeof(reply), 0);
+        n = jg__sys_recv(fs_sock, &reply, sizeof(reply), 0);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -errno;
@@ -401,7 +402,7 @@ static _Noreturn void spawned_child(const char *marker)
     }
     unsetenv(CHILD_ENV);
     for (int i = 0; i < nfds; i++)
-        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+        jg__sys_fcntl(fds[i], F_SETFD, FD_CLOEXEC);
     if (kind == JG__CHILD_WORKER)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
     child_run((int)kind, fds, nfds);
@@ -480,10 +481,10 @@ int jg__child_start(int kind, const int *fds, int nfds, pid_t *pid,
     if (fd < 0) {
         rc = -errno;
         kill(*pid, SIGKILL);
-        waitpid(*pid, NULL, 0);
+        jg__sys_waitpid(*pid, NULL, 0);
         return rc;
     }
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    jg__sys_fcntl(fd, F_SETFD, FD_CLOEXEC);
     *pidfd = fd;
     return 0;
 }

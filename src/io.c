@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "hub.h"
+#include "sys.h"
 
 /*
  * What we know about an fd, learned on first use with one fstat (and one
@@ -103,7 +104,7 @@ static JG_NOINLINE int kind_learn(int fd)
         /* epoll refuses these (EPERM) and they never report "not ready". */
         kind |= K_FILE | K_NBCHK;
     } else {
-        int fl = fcntl(fd, F_GETFL);
+        int fl = jg__sys_fcntl(fd, F_GETFL, 0);
         if (fl < 0)
             return -errno;
         kind |= K_NBCHK;
@@ -174,7 +175,7 @@ static int ready_now(int fd, short ev)
     int r;
 
     do
-        r = poll(&p, 1, 0);
+        r = jg__sys_poll(&p, 1, 0);
     while (r < 0 && errno == EINTR);
     if (r < 0)
         return -errno;
@@ -196,9 +197,9 @@ static ssize_t read_once(int fd, int kind, void *buf, size_t n,
             struct msghdr m = {
                 .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt,
             };
-            r = recvmsg(fd, &m, MSG_DONTWAIT);
+            r = jg__sys_recvmsg(fd, &m, MSG_DONTWAIT);
         } else {
-            r = recv(fd, buf, n, MSG_DONTWAIT);
+            r = jg__sys_recv(fd, buf, n, MSG_DONTWAIT);
         }
         return r < 0 ? -errno : r;
     }
@@ -210,7 +211,7 @@ static ssize_t read_once(int fd, int kind, void *buf, size_t n,
         if (ready <= 0)
             return ready < 0 ? ready : -EAGAIN;
     }
-    r = iov ? readv(fd, iov, cnt) : read(fd, buf, n);
+    r = iov ? jg__sys_readv(fd, iov, cnt) : jg__sys_read(fd, buf, n);
     return r < 0 ? -errno : r;
 }
 
@@ -289,7 +290,7 @@ ssize_t jg_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns)
         return -EINVAL;
     flags = (flags & ~MSG_WAITALL) | MSG_DONTWAIT;
     for (;;) {
-        ssize_t r = recv(fd, (char *)buf + got, n - got, flags);
+        ssize_t r = jg__sys_recv(fd, (char *)buf + got, n - got, flags);
         if (r < 0)
             r = -errno;
         if (r > 0 && all && (got += (size_t)r) < n)
@@ -329,7 +330,7 @@ static ssize_t fifo_write(int fd, const void *buf, size_t n,
     /* Only a blocked SIGPIPE can already be pending for this thread. */
     if (sigismember(&old, SIGPIPE) && sigpending(&pend) == 0)
         was_pending = sigismember(&pend, SIGPIPE);
-    r = iov ? writev(fd, iov, cnt) : write(fd, buf, n);
+    r = iov ? jg__sys_writev(fd, iov, cnt) : jg__sys_write(fd, buf, n);
     if (r < 0)
         r = -errno;
     if (r == -EPIPE && !was_pending) {
@@ -351,9 +352,9 @@ static ssize_t write_once(int fd, int kind, const void *buf, size_t n,
             struct msghdr m = {
                 .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt,
             };
-            r = sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+            r = jg__sys_sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
         } else {
-            r = send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            r = jg__sys_send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
         }
         return r < 0 ? -errno : r;
     }
@@ -376,7 +377,7 @@ static ssize_t write_once(int fd, int kind, const void *buf, size_t n,
     }
     if (kind & K_PIPE)
         return fifo_write(fd, buf, n, iov, cnt);
-    r = iov ? writev(fd, iov, cnt) : write(fd, buf, n);
+    r = iov ? jg__sys_writev(fd, iov, cnt) : jg__sys_write(fd, buf, n);
     return r < 0 ? -errno : r;
 }
 
@@ -483,7 +484,7 @@ ssize_t jg_send(int fd, const void *buf, size_t n, int flags,
         return -EINVAL;
     flags |= MSG_DONTWAIT | MSG_NOSIGNAL;
     for (;;) {
-        ssize_t r = send(fd, buf, n, flags);
+        ssize_t r = jg__sys_send(fd, buf, n, flags);
         if (r >= 0)
             return r;
         r = -errno;
@@ -507,10 +508,10 @@ static int sock_nonblock(int fd)
         return -EBADF;
     if ((kind & (K_SOCK | K_NB)) == (K_SOCK | K_NB))
         return 0;
-    int fl = fcntl(fd, F_GETFL);
+    int fl = jg__sys_fcntl(fd, F_GETFL, 0);
     if (fl < 0)
         return -errno;
-    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    if (!(fl & O_NONBLOCK) && jg__sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return -errno;
     return 0;
 }
@@ -567,7 +568,7 @@ int jg_accept(int fd, struct sockaddr *addr, socklen_t *len,
         return rc;
     for (;;) {
         socklen_t want = len ? *len : 0;
-        int c = accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int c = jg__sys_accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0) {
             /* A socket both, the listener for sure now. */
             kind_set(fd, K_KNOWN | K_SOCK | K_NB | K_NBCHK);
@@ -608,7 +609,7 @@ int jg_connect(int fd, const struct sockaddr *addr, socklen_t len,
     if ((rc = sock_nonblock(fd)) < 0)
         return rc;
     for (;;) {
-        r = connect(fd, addr, len);
+        r = jg__sys_connect(fd, addr, len);
         if (r == 0)
             goto connected;
         int e = errno;
@@ -654,7 +655,7 @@ int jg_wait_fd(int fd, uint32_t events, int64_t timeout_ns)
         p.events = (short)((events & JG_READ ? POLLIN : 0) |
                            (events & JG_WRITE ? POLLOUT : 0));
         do
-            rc = poll(&p, 1, 0);
+            rc = jg__sys_poll(&p, 1, 0);
         while (rc < 0 && errno == EINTR);
         if (rc < 0)
             return -errno;
@@ -682,7 +683,7 @@ int jg_close(int fd)
     if (jg__tls_hub)
         jg__fd_closing(fd);
     kind_forget(fd);
-    if (close(fd) < 0) {
+    if (jg__sys_close(fd) < 0) {
         /* On Linux the fd is released even when close reports EINTR. */
         return errno == EINTR ? 0 : -errno;
     }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "hub.h"
+#include "sys.h"
 
 union addr {
     struct sockaddr sa;
@@ -72,21 +73,22 @@ static int listen_on(const union addr *a, socklen_t len)
 {
     int one = 1, fd, rc;
 
-    fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                0);
+    fd = jg__sys_socket(a->sa.sa_family,
+                        SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     jg__fd_fresh(fd);
     /* A restarted server must not wait out TIME_WAIT of its old sockets. */
     if (a->sa.sa_family != AF_UNIX &&
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+        jg__sys_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+                           sizeof(one)) < 0)
         goto err_close;
     if (bind(fd, &a->sa, len) < 0 || listen(fd, SOMAXCONN) < 0)
         goto err_close;
     return fd;
 err_close:
     rc = -errno;
-    close(fd);
+    jg__sys_close(fd);
     return rc;
 }
 
@@ -95,8 +97,8 @@ static int dial(const union addr *a, socklen_t len, int64_t timeout_ns)
 {
     int fd, rc, one = 1;
 
-    fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                0);
+    fd = jg__sys_socket(a->sa.sa_family,
+                        SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     jg__fd_fresh(fd);
@@ -104,7 +106,8 @@ static int dial(const union addr *a, socklen_t len, int64_t timeout_ns)
      * now rather than wait for the peer's delayed ACK (Go does the same).
      * A failure here only costs latency. */
     if (a->sa.sa_family != AF_UNIX)
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        (void)jg__sys_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+                                 sizeof(one));
     rc = jg_connect(fd, &a->sa, len, timeout_ns);
     if (rc < 0) {
         /* jg_close, not close: the loop may still hold a registration for

@@ -24,6 +24,7 @@
 
 #include "executor.h"
 #include "forkserver.h"
+#include "sys.h"
 
 /* Bytes per ring (a power of two); records above INLINE_MAX spill. */
 #define RING_CAP    (256u << 10)
@@ -178,7 +179,7 @@ static int send_fd(int sock, int fd)
     cm->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(cm), &fd, sizeof(int));
     for (;;) {
-        if (sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0)
+        if (jg__sys_sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0)
             return 0;
         if (errno != EINTR)
             return -errno;
@@ -201,7 +202,7 @@ static int recv_fd(int sock, bool nonblock)
     ssize_t n;
 
     do
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC |
+        n = jg__sys_recvmsg(sock, &mh, MSG_CMSG_CLOEXEC |
                     (nonblock ? MSG_DONTWAIT : 0));
     while (n < 0 && errno == EINTR);
     if (n < 0)
@@ -217,17 +218,17 @@ static int recv_fd(int sock, bool nonblock)
 /* A memfd holding p[0..n): large payloads and results travel this way. */
 static int spill(const void *p, size_t n)
 {
-    int fd = memfd_create("jg-spill", MFD_CLOEXEC);
+    int fd = jg__sys_memfd_create("jg-spill", MFD_CLOEXEC);
     if (fd < 0)
         return -errno;
     size_t done = 0;
     while (done < n) {
-        ssize_t w = write(fd, (const char *)p + done, n - done);
+        ssize_t w = jg__sys_write(fd, (const char *)p + done, n - done);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
             int e = w < 0 ? -errno : -EIO;
-            close(fd);
+            jg__sys_close(fd);
             return e;
         }
         done += (size_t)w;
@@ -256,7 +257,7 @@ static void kick_manager(struct wstate *ws)
     if (atomic_load_explicit(&ws->pg->m_sleep, memory_order_seq_cst) &&
         atomic_exchange_explicit(&ws->pg->m_sleep, 0, memory_order_seq_cst)) {
         uint64_t one = 1;
-        ssize_t n = write(ws->efd, &one, sizeof(one));
+        ssize_t n = jg__sys_write(ws->efd, &one, sizeof(one));
         (void)n;
     }
 }
@@ -289,7 +290,7 @@ static void put_reply(struct wstate *ws, uint64_t id, int code,
             n = strlen(p);
         }
         if (fd >= 0)
-            close(fd);
+            jg__sys_close(fd);
     }
     uint64_t size = sizeof(struct rec) + (flags ? 0 : pad8(n));
     struct rec *r;
@@ -297,10 +298,10 @@ static void put_reply(struct wstate *ws, uint64_t id, int code,
                               size))) {
         /* The manager drains replies promptly; wake it and let it run. */
         uint64_t one = 1;
-        ssize_t k = write(ws->efd, &one, sizeof(one));
+        ssize_t k = jg__sys_write(ws->efd, &one, sizeof(one));
         (void)k;
         struct timespec ts = { 0, 20000 };
-        nanosleep(&ts, NULL);
+        jg__sys_nanosleep(&ts, NULL);
     }
     r->kind = REC_REPLY;
     r->flags = flags;
@@ -348,13 +349,13 @@ static bool run_request(struct wstate *ws, struct rec *r)
             map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
             if (map == MAP_FAILED) {
                 int e = -errno;
-                close(fd);
+                jg__sys_close(fd);
                 put_reply(ws, r->id, e, "payload could not be mapped", 27,
                           0);
                 return r->kind != REC_INIT;
             }
         }
-        close(fd);
+        jg__sys_close(fd);
         in = map;
     }
 
@@ -404,7 +405,7 @@ void jg__pool_worker_main(const int *fds, int nfds)
                  fds[0], 0);
     if (ws.pg == MAP_FAILED)
         _exit(126);
-    close(fds[0]);
+    jg__sys_close(fds[0]);
     ws.sock = fds[1];
     ws.efd = fds[2];
     ws.parent = getppid();
@@ -562,7 +563,7 @@ struct pool {
 static void wake_manager(struct pool *p)
 {
     uint64_t one = 1;
-    ssize_t n = write(p->efd, &one, sizeof(one));
+    ssize_t n = jg__sys_write(p->efd, &one, sizeof(one));
     (void)n;
 }
 
@@ -592,7 +593,7 @@ static int write_request(struct pool *p, struct worker *w, int kind,
 static int worker_start(struct pool *p, struct worker *w)
 {
     int sv[2], rc;
-    int mfd = memfd_create("jg-worker", MFD_CLOEXEC);
+    int mfd = jg__sys_memfd_create("jg-worker", MFD_CLOEXEC);
 
     if (mfd < 0)
         return -errno;
@@ -602,14 +603,14 @@ static int worker_start(struct pool *p, struct worker *w)
         rc = ftruncate(mfd, REGION_SIZE);
     if (rc < 0) {
         rc = -errno;
-        close(mfd);
+        jg__sys_close(mfd);
         return rc;
     }
     w->pg = mmap(NULL, REGION_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd,
                  0);
     if (w->pg == MAP_FAILED) {
         rc = -errno;
-        close(mfd);
+        jg__sys_close(mfd);
         return rc;
     }
     w->pg->max_tasks = p->max_tasks;
@@ -618,7 +619,7 @@ static int worker_start(struct pool *p, struct worker *w)
     w->killed_for = 0;
     w->wake = false;
     w->inited = !p->init_task;
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+    if (jg__sys_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         rc = -errno;
         goto err_unmap;
     }
@@ -636,8 +637,8 @@ static int worker_start(struct pool *p, struct worker *w)
     rc = jg__child_start(JG__CHILD_WORKER, fds, 3, &w->pid, &w->pidfd);
     if (rc < 0)
         goto err_sock;
-    close(sv[1]);
-    close(mfd);
+    jg__sys_close(sv[1]);
+    jg__sys_close(mfd);
     struct epoll_event ev = { .events = EPOLLIN,
                               .data.u64 = (uint64_t)w->idx + 1 };
     epoll_ctl(p->epfd, EPOLL_CTL_ADD, w->pidfd, &ev);
@@ -645,20 +646,20 @@ static int worker_start(struct pool *p, struct worker *w)
     return 0;
 
 err_sock:
-    close(sv[0]);
-    close(sv[1]);
+    jg__sys_close(sv[0]);
+    jg__sys_close(sv[1]);
 err_unmap:
     munmap(w->pg, REGION_SIZE);
     w->pg = NULL;
-    close(mfd);
+    jg__sys_close(mfd);
     return rc;
 }
 
 static void worker_close(struct pool *p, struct worker *w)
 {
     epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
-    close(w->pidfd);
-    close(w->sock);
+    jg__sys_close(w->pidfd);
+    jg__sys_close(w->sock);
     munmap(w->pg, REGION_SIZE);
     w->pg = NULL;
     w->alive = false;
@@ -686,7 +687,7 @@ static int write_request(struct pool *p, struct worker *w, int kind,
         if (fd < 0)
             return fd;
         int rc = send_fd(w->sock, fd);
-        close(fd);
+        jg__sys_close(fd);
         if (rc < 0)
             return rc;
     }
@@ -830,7 +831,7 @@ static void complete(struct pool *p, struct worker *w, struct ptask *t,
         return;
     }
     void *m = mmap(NULL, r->len, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
+    jg__sys_close(fd);
     if (m == MAP_FAILED) {
         task_fail(p, t, -ENOMEM, "the worker's result could not be mapped");
         return;
@@ -1076,13 +1077,13 @@ static void stop_workers(struct pool *p)
         /* Idle workers exit at once; one that does not within 2 s (a
          * stopped process) is killed, so no zombie is left behind. */
         struct epoll_event ev;
-        int ep = epoll_create1(EPOLL_CLOEXEC);
+        int ep = jg__sys_epoll_create1(EPOLL_CLOEXEC);
         struct epoll_event add = { .events = EPOLLIN };
         if (ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, w->pidfd, &add) == 0 &&
-            epoll_wait(ep, &ev, 1, 2000) == 0)
+            jg__sys_epoll_wait(ep, &ev, 1, 2000) == 0)
             kill_worker(w);
         if (ep >= 0)
-            close(ep);
+            jg__sys_close(ep);
         jg__child_reap(w->pidfd, true, &si);
         worker_close(p, w);
     }
@@ -1117,13 +1118,13 @@ static void set_sleep_flags(struct pool *p, uint32_t v)
 static void handle_events(struct pool *p, int timeout_ms)
 {
     struct epoll_event ev[16];
-    int n = epoll_wait(p->epfd, ev, 16, timeout_ms);
+    int n = jg__sys_epoll_wait(p->epfd, ev, 16, timeout_ms);
 
     for (int i = 0; i < n; i++) {
         uint64_t k = ev[i].data.u64;
         if (k == 0) {
             uint64_t v;
-            ssize_t r = read(p->efd, &v, sizeof(v));
+            ssize_t r = jg__sys_read(p->efd, &v, sizeof(v));
             (void)r;
         } else if (k <= (uint64_t)p->nworkers) {
             worker_died(p, &p->w[k - 1]);
@@ -1253,8 +1254,8 @@ static void pdestroy(struct jg_executor *ex)
 
     (void)pshutdown(ex, false, false);
     pthread_join(p->mgr, NULL);
-    close(p->efd);
-    close(p->epfd);
+    jg__sys_close(p->efd);
+    jg__sys_close(p->epfd);
     jg_future_unref(p->drained);
     free(p->w);
     free(p->init_task);
@@ -1322,8 +1323,8 @@ int jg_process_pool_create(struct jg_executor **out,
     rc = jg_future_create(&p->drained);
     if (rc < 0)
         goto err;
-    p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    p->efd = jg__sys_eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    p->epfd = jg__sys_epoll_create1(EPOLL_CLOEXEC);
     if (p->efd < 0 || p->epfd < 0) {
         rc = -errno;
         goto err;
@@ -1350,9 +1351,9 @@ err:
     if (p->drained)
         jg_future_unref(p->drained);
     if (p->efd >= 0)
-        close(p->efd);
+        jg__sys_close(p->efd);
     if (p->epfd >= 0)
-        close(p->epfd);
+        jg__sys_close(p->epfd);
     free(p->init_task);
     free(p->init_arg);
     free(p->w);

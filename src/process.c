@@ -18,6 +18,7 @@
 #include "executor.h"
 #include "forkserver.h"
 #include "hub.h"
+#include "sys.h"
 
 struct jg_process {
     pid_t pid;
@@ -34,7 +35,7 @@ struct jg_process {
 static int write_all(int fd, const void *p, size_t n)
 {
     while (n) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = jg__sys_write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -60,7 +61,7 @@ void jg__process_child_main(const int *fds, int nfds)
     char *in = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fds[0], 0);
     if (in == MAP_FAILED)
         _exit(126);
-    close(fds[0]);
+    jg__sys_close(fds[0]);
     size_t nl = strnlen(in, len);
     if (nl == len)
         _exit(126);
@@ -93,8 +94,8 @@ int jg_process_start(struct jg_process **out, const char *task,
     if (!p)
         return -ENOMEM;
     p->pidfd = p->outfd = -1;
-    fds[0] = memfd_create("jg-process-in", MFD_CLOEXEC);
-    fds[1] = memfd_create("jg-process-out", MFD_CLOEXEC);
+    fds[0] = jg__sys_memfd_create("jg-process-in", MFD_CLOEXEC);
+    fds[1] = jg__sys_memfd_create("jg-process-out", MFD_CLOEXEC);
     if (fds[0] < 0 || fds[1] < 0) {
         rc = -errno;
         goto err;
@@ -107,16 +108,16 @@ int jg_process_start(struct jg_process **out, const char *task,
     rc = jg__child_start(JG__CHILD_PROCESS, fds, 2, &p->pid, &p->pidfd);
     if (rc < 0)
         goto err;
-    close(fds[0]);
+    jg__sys_close(fds[0]);
     p->outfd = fds[1];
     *out = p;
     return 0;
 
 err:
     if (fds[0] >= 0)
-        close(fds[0]);
+        jg__sys_close(fds[0]);
     if (fds[1] >= 0)
-        close(fds[1]);
+        jg__sys_close(fds[1]);
     free(p);
     return rc;
 }
@@ -164,7 +165,7 @@ int jg_process_join(struct jg_process *p, int64_t timeout_ns)
         } else {
             struct pollfd pfd = { p->pidfd, POLLIN, 0 };
             int ms = left < 0 ? -1 : (int)((left + 999999) / 1000000);
-            rc = poll(&pfd, 1, ms);
+            rc = jg__sys_poll(&pfd, 1, ms);
             if (rc < 0 && errno != EINTR)
                 return -errno;
         }
@@ -211,7 +212,8 @@ int jg_process_output(struct jg_process *p, const void **out, size_t *n)
             return -ENOMEM;
         size_t got = 0;
         while (got < len) {
-            ssize_t r = pread(p->outfd, buf + got, len - got, (off_t)got);
+            ssize_t r = jg__sys_pread(p->outfd, buf + got, len - got,
+                                      (off_t)got);
             if (r < 0 && errno == EINTR)
                 continue;
             if (r <= 0) {
@@ -259,8 +261,8 @@ void jg_process_destroy(struct jg_process *p)
         syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
         jg__child_reap(p->pidfd, true, &p->si);
     }
-    close(p->pidfd);
-    close(p->outfd);
+    jg__sys_close(p->pidfd);
+    jg__sys_close(p->outfd);
     free(p->out);
     free(p);
 }

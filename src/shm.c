@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "hub.h"
+#include "sys.h"
 
 /* ---- regions ------------------------------------------------------------ */
 
@@ -45,13 +46,13 @@ static int64_t meminfo_kb(const char *text, const char *key)
 static int64_t file_num(const char *path)
 {
     char buf[64];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = jg__sys_open(path, O_RDONLY | O_CLOEXEC, 0);
     ssize_t n;
 
     if (fd < 0)
         return -1;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    n = jg__sys_read(fd, buf, sizeof buf - 1);
+    jg__sys_close(fd);
     if (n <= 0 || buf[0] < '0' || buf[0] > '9')
         return -1;
     buf[n] = '\0';
@@ -69,11 +70,11 @@ static uint64_t mem_avail(void)
 {
     char text[4096];
     uint64_t avail = UINT64_MAX;
-    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+    int fd = jg__sys_open("/proc/meminfo", O_RDONLY | O_CLOEXEC, 0);
 
     if (fd >= 0) {
-        ssize_t n = read(fd, text, sizeof text - 1);
-        close(fd);
+        ssize_t n = jg__sys_read(fd, text, sizeof text - 1);
+        jg__sys_close(fd);
         if (n > 0) {
             text[n] = '\0';
             int64_t a = meminfo_kb(text, "MemAvailable");
@@ -138,7 +139,7 @@ int jg_shm_create(struct jg_shm **out, size_t size)
     if (!(s = calloc(1, sizeof *s)))
         return -ENOMEM;
     s->size = size;
-    s->fd = memfd_create("juggle-shm", MFD_CLOEXEC);
+    s->fd = jg__sys_memfd_create("juggle-shm", MFD_CLOEXEC);
     if (s->fd < 0) {
         rc = -errno;
         goto err_free;
@@ -148,7 +149,7 @@ int jg_shm_create(struct jg_shm **out, size_t size)
     *out = s;
     return 0;
 err_close:
-    close(s->fd);
+    jg__sys_close(s->fd);
 err_free:
     free(s);
     return rc;
@@ -233,7 +234,7 @@ int jg_shm_close(struct jg_shm *s)
     shm_release(s);
     /* Plain close: nobody waits on a memfd, so no loop knows this fd (and
      * a forked child must not touch its parent's loop). */
-    return close(fd) < 0 && errno != EINTR ? -errno : 0;
+    return jg__sys_close(fd) < 0 && errno != EINTR ? -errno : 0;
 }
 
 /* ---- the queue ----------------------------------------------------------- */

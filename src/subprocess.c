@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "hub.h"
+#include "sys.h"
 
 extern char **environ;
 
@@ -67,7 +68,7 @@ static int poll_until(struct pollfd *p, nfds_t n, int64_t deadline)
             ts.tv_nsec = left % JG_SEC(1);
             tp = &ts;
         }
-        int r = ppoll(p, n, tp, NULL);
+        int r = jg__sys_ppoll(p, n, tp, NULL);
         if (r > 0)
             return r;
         if (r < 0 && errno != EINTR)
@@ -100,9 +101,9 @@ static void close_fd(int *fd)
 
 static int set_nonblock(int fd)
 {
-    int fl = fcntl(fd, F_GETFL);
+    int fl = jg__sys_fcntl(fd, F_GETFL, 0);
 
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    if (fl < 0 || jg__sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return -errno;
     return 0;
 }
@@ -117,23 +118,23 @@ static int make_pipe(int *parent, int *child, bool child_reads)
 {
     int p[2], rc;
 
-    if (pipe2(p, O_CLOEXEC) < 0)
+    if (jg__sys_pipe2(p, O_CLOEXEC) < 0)
         return -errno;
     int c = child_reads ? p[0] : p[1];
     *parent = child_reads ? p[1] : p[0];
     *child = c;
     if (c < 3) {
-        *child = fcntl(c, F_DUPFD_CLOEXEC, 3);
-        close(c);
+        *child = jg__sys_fcntl(c, F_DUPFD_CLOEXEC, 3);
+        jg__sys_close(c);
         if (*child < 0) {
             rc = -errno;
-            close(*parent);
+            jg__sys_close(*parent);
             return rc;
         }
     }
     if ((rc = set_nonblock(*parent)) < 0) {
-        close(*parent);
-        close(*child);
+        jg__sys_close(*parent);
+        jg__sys_close(*child);
         return rc;
     }
     jg__fd_fresh(*parent);
@@ -200,7 +201,7 @@ static int check_opts(const struct jg_subprocess_opts *o, const char *const
     if (o->npass_fds && !o->pass_fds)
         return -EINVAL;
     for (size_t i = 0; i < o->npass_fds; i++)
-        if (o->pass_fds[i] < 3 || fcntl(o->pass_fds[i], F_GETFD) < 0)
+        if (o->pass_fds[i] < 3 || jg__sys_fcntl(o->pass_fds[i], F_GETFD, 0) < 0)
             return o->pass_fds[i] < 3 ? -EINVAL : -EBADF;
     return 0;
 }
@@ -312,7 +313,7 @@ int jg_subprocess_spawn(struct jg_subprocess **out, const char *const argv[],
         goto err;
     for (int i = 0; i < 3; i++)
         if (child[i] >= 0)
-            close(child[i]);
+            jg__sys_close(child[i]);
     /*
      * The pid cannot be recycled before we reap it, so opening its pidfd
      * now is race-free unless someone else reaps our children (SIGCHLD
@@ -322,7 +323,7 @@ int jg_subprocess_spawn(struct jg_subprocess **out, const char *const argv[],
     if (p->pidfd < 0) {
         rc = -errno;
         kill(p->pid, SIGKILL);
-        while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+        while (jg__sys_waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
             ;
         goto err_parent;
     }
@@ -332,7 +333,7 @@ int jg_subprocess_spawn(struct jg_subprocess **out, const char *const argv[],
 err:
     for (int i = 0; i < 3; i++)
         if (child[i] >= 0)
-            close(child[i]);
+            jg__sys_close(child[i]);
 err_parent:
     for (int i = 0; i < 3; i++)
         close_fd(&p->fd[i]);
@@ -389,7 +390,7 @@ static int try_reap(struct jg_subprocess *p)
     for (;;) {
         si.si_pid = 0;
         /* This pid only: it cannot be recycled until we reap it. */
-        if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG) == 0)
+        if (jg__sys_waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG) == 0)
             break;
         if (errno != EINTR)
             return -errno;
@@ -478,7 +479,7 @@ static ssize_t pipe_write(int fd, const void *buf, size_t n)
     if (sigismember(&old, SIGPIPE) && sigpending(&pend) == 0)
         was_pending = sigismember(&pend, SIGPIPE);
     do
-        r = write(fd, buf, n);
+        r = jg__sys_write(fd, buf, n);
     while (r < 0 && errno == EINTR);
     if (r < 0)
         r = -errno;
@@ -530,7 +531,8 @@ static int drain(struct jg_subprocess *p, int i)
             b->data = d;
             b->cap = cap;
         }
-        ssize_t r = read(p->fd[i], b->data + b->len, b->cap - b->len - 1);
+        ssize_t r = jg__sys_read(p->fd[i], b->data + b->len,
+                                  b->cap - b->len - 1);
         if (r > 0) {
             b->len += (size_t)r;
             moved = 1;
@@ -565,7 +567,7 @@ static int wait_pipes(struct jg_subprocess *p, int *epfd, int64_t deadline)
         return poll_until(pf, n, deadline);
     }
     if (*epfd < 0) {
-        if ((*epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        if ((*epfd = jg__sys_epoll_create1(EPOLL_CLOEXEC)) < 0)
             return -errno;
         jg__fd_fresh(*epfd);
         for (int i = 0; i < 3; i++) {
@@ -693,7 +695,7 @@ int jg_subprocess_free(struct jg_subprocess *p)
         /* SIGKILL cannot be caught: the wait is short, so block for it
          * rather than leave a zombie (or an orphan) behind. */
         syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
-        while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+        while (jg__sys_waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
             ;
     }
     close_fd(&p->pidfd);

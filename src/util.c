@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 
 int64_t jg_now(void)
 {
@@ -39,7 +40,7 @@ void jg__write_stderr(const char *s)
     size_t n = strlen(s);
 
     while (n > 0) {
-        ssize_t w = write(STDERR_FILENO, s, n);
+        ssize_t w = jg__sys_write(STDERR_FILENO, s, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;

@@ -15,6 +15,7 @@
 
 #include "internal.h"
 #include "backend/backend.h"
+#include "sys.h"
 
 #ifndef SYS_epoll_pwait2
 #define SYS_epoll_pwait2 441    /* the same number on every architecture */
@@ -54,10 +55,10 @@ static int open_fds(struct ep *p)
     int rc;
 
     p->tfd = -1;
-    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    p->epfd = jg__sys_epoll_create1(EPOLL_CLOEXEC);
     if (p->epfd < 0)
         return -errno;
-    p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    p->evfd = jg__sys_eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->evfd < 0) {
         rc = -errno;
         goto err_close_ep;
@@ -72,9 +73,9 @@ static int open_fds(struct ep *p)
     return 0;
 
 err_close_ev:
-    close(p->evfd);
+    jg__sys_close(p->evfd);
 err_close_ep:
-    close(p->epfd);
+    jg__sys_close(p->epfd);
     return rc;
 }
 
@@ -82,10 +83,10 @@ static void close_fds(struct ep *p)
 {
     /* Plain close: the child's copy goes away, the parent's epoll instance
      * and its registrations are untouched. */
-    close(p->epfd);
-    close(p->evfd);
+    jg__sys_close(p->epfd);
+    jg__sys_close(p->evfd);
     if (p->tfd >= 0)
-        close(p->tfd);
+        jg__sys_close(p->tfd);
 }
 
 static int ep_init(void **st)
@@ -152,7 +153,8 @@ static int arm_timerfd(struct ep *p, int64_t timeout_ns)
 
     if (p->tfd < 0) {
         struct epoll_event e;
-        int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        int fd = jg__sys_timerfd_create(CLOCK_MONOTONIC,
+                                        TFD_CLOEXEC | TFD_NONBLOCK);
         if (fd < 0)
             return -errno;
         memset(&e, 0, sizeof e);
@@ -160,7 +162,7 @@ static int arm_timerfd(struct ep *p, int64_t timeout_ns)
         e.data.u64 = TAG_TIMER;
         if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
             int rc = -errno;
-            close(fd);
+            jg__sys_close(fd);
             return rc;
         }
         p->tfd = fd;
@@ -177,9 +179,9 @@ static int arm_timerfd(struct ep *p, int64_t timeout_ns)
 static int wait_ns(struct ep *p, int64_t timeout_ns, int max)
 {
     if (timeout_ns == 0)
-        return epoll_wait(p->epfd, p->evs, max, 0);
+        return jg__sys_epoll_wait(p->epfd, p->evs, max, 0);
     if (timeout_ns < 0)
-        return epoll_wait(p->epfd, p->evs, max, -1);
+        return jg__sys_epoll_wait(p->epfd, p->evs, max, -1);
     if (atomic_load_explicit(&have_pwait2, memory_order_relaxed) >= 0) {
         struct timespec ts = {
             .tv_sec = timeout_ns / 1000000000LL,
@@ -199,10 +201,10 @@ static int wait_ns(struct ep *p, int64_t timeout_ns, int max)
         /* Out of fds for the timerfd: round up to milliseconds rather
          * than wake early and spin. */
         int64_t ms = (timeout_ns + 999999) / 1000000;
-        return epoll_wait(p->epfd, p->evs, max,
-                          ms > INT32_MAX ? INT32_MAX : (int)ms);
+        return jg__sys_epoll_wait(p->epfd, p->evs, max,
+                                  ms > INT32_MAX ? INT32_MAX : (int)ms);
     }
-    return epoll_wait(p->epfd, p->evs, max, -1);
+    return jg__sys_epoll_wait(p->epfd, p->evs, max, -1);
 }
 
 static int ep_poll(void *st, int64_t timeout_ns, struct jg__backend_event *ev,
@@ -221,12 +223,12 @@ static int ep_poll(void *st, int64_t timeout_ns, struct jg__backend_event *ev,
         uint64_t d = p->evs[i].data.u64;
         if (d == TAG_WAKE) {
             /* One read resets the counter: all coalesced wakes at once. */
-            if (read(p->evfd, &drain, sizeof drain) < 0)
+            if (jg__sys_read(p->evfd, &drain, sizeof drain) < 0)
                 (void)0;
             continue;
         }
         if (d == TAG_TIMER) {
-            if (read(p->tfd, &drain, sizeof drain) < 0)
+            if (jg__sys_read(p->tfd, &drain, sizeof drain) < 0)
                 (void)0;
             continue;
         }
@@ -244,7 +246,7 @@ static void ep_wake(void *st)
 
     /* EAGAIN means the counter is saturated, i.e. a wake is pending
      * anyway; nothing else can fail on a valid eventfd. */
-    if (write(p->evfd, &one, sizeof one) < 0)
+    if (jg__sys_write(p->evfd, &one, sizeof one) < 0)
         (void)0;
 }
 
