@@ -655,6 +655,7 @@ static void fd_wait_cb(struct jg_io *w, uint32_t revents)
 int jg__wait_fd_until(int fd, uint32_t events, int64_t deadline)
 {
     struct jg_green *g = jg__park_prepare();
+    uint32_t gen;
     int rc;
 
     if (!g)
@@ -667,15 +668,22 @@ int jg__wait_fd_until(int fd, uint32_t events, int64_t deadline)
     rc = jg_io_start(&g->hub->loop, &g->io);
     if (rc < 0)
         return rc;
+    gen = g->hub->loop.fds[fd].gen;
     rc = jg__park(deadline);
     jg_io_stop(&g->io);
+    /* Closed while we waited, here or on another thread: even if we were
+     * woken by readiness first and had not run yet, the number may name
+     * another file now, and our caller must not touch it. */
+    if (unlikely(jg__fd_gen(fd) != gen))
+        rc = -EBADF;
     return rc;
 }
 
 void jg__fd_closing(int fd)
 {
-    if (jg__tls_hub)
-        jg__loop_fd_closed(&jg__tls_hub->loop, fd);
+    struct jg_hub *h = jg__tls_hub;
+
+    jg__loop_fd_closing(h ? &h->loop : NULL, fd);
 }
 
 

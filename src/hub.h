@@ -172,7 +172,8 @@ JG_HIDDEN void jg__remote_end(struct jg_hub *h);
  * context all the same: the hub is created on demand.
  */
 JG_HIDDEN int jg__wait_fd_until(int fd, uint32_t events, int64_t deadline);
-/* jg_close's notification: wake every waiter on fd (this thread's hub). */
+/* jg_close's notification, from any thread: a new generation of fd
+ * begins; its waiters, on this hub and on others, wake with -EBADF. */
 JG_HIDDEN void jg__fd_closing(int fd);
 /* A juggle call (or an interposed libc call) made fd: forget what io.c and
  * the loop believed of an older fd of that number (see jg__loop_fd_fresh).

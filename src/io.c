@@ -678,10 +678,9 @@ int jg_close(int fd)
 {
     if (fd < 0)
         return -EBADF;
-    /* Waiters first, while the number still names this file: after close
-     * it may be reused by another thread at once. */
-    if (jg__tls_hub)
-        jg__fd_closing(fd);
+    /* Waiters first, on every hub, while the number still names this
+     * file: after close it may be reused by another thread at once. */
+    jg__fd_closing(fd);
     kind_forget(fd);
     if (jg__sys_close(fd) < 0) {
         /* On Linux the fd is released even when close reports EINTR. */

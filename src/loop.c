@@ -284,7 +284,14 @@ static void flush_changed(struct jg_loop *l)
 
         f->queued = false;
         if (f->wanted == 0 && f->registered) {
-            l->ops->fd_disarm(l->backend, fd);
+            /* No call of the user's is using the fd now, and another
+             * thread may be closing it: hold the number for the DEL, or
+             * make none if it was closed since (the kernel dropped the
+             * registration with the file). */
+            if (jg__fd_hold(fd, f->gen)) {
+                l->ops->fd_disarm(l->backend, fd);
+                jg__fd_unhold(fd, f->gen);
+            }
             set_registered(l, f, 0);
         } else if (f->wanted && f->registered && !f->trusted) {
             /* Idle, then watched again before this poll: in between, the
@@ -334,9 +341,12 @@ static int fd_cover(struct jg_loop *l, struct jg__fd *f, int fd,
     return 0;
 }
 
+static void fd_stale(struct jg_loop *l, int fd, uint32_t gen);
+
 int jg_io_start(struct jg_loop *l, struct jg_io *w)
 {
     struct jg__fd *f;
+    uint32_t gen;
     int rc;
 
     if (!l || !w || w->base.kind != JG__K_IO || w->fd < 0
@@ -353,6 +363,11 @@ int jg_io_start(struct jg_loop *l, struct jg_io *w)
     rc = jg__watcher_activate(l, &w->base);
     if (rc < 0)
         return rc;
+    /* Beliefs of an older file with this number (closed on another
+     * thread, its notice not yet here) are dropped first. */
+    gen = jg__fd_watch(l, w->fd);
+    if (unlikely(l->fds[w->fd].gen != gen))
+        fd_stale(l, w->fd, gen);
     f = &l->fds[w->fd];
     rc = fd_cover(l, f, w->fd, w->events);
     if (rc < 0) {
@@ -437,7 +452,11 @@ static void fd_collect(struct jg_loop *l, int fd, uint32_t ev)
      * something no active watcher asked for, narrow it to what is wanted
      * (or remove it: ERROR/HUP are reported even for an empty mask). */
     if (f->wanted == 0) {
-        l->ops->fd_disarm(l->backend, fd);
+        /* As in flush_changed: nobody's call uses the fd now. */
+        if (jg__fd_hold(fd, f->gen)) {
+            l->ops->fd_disarm(l->backend, fd);
+            jg__fd_unhold(fd, f->gen);
+        }
         set_registered(l, f, 0);
     } else if (ev & ~f->wanted & (JG_READ | JG_WRITE)) {
         if (l->ops->fd_arm(l->backend, fd, f->registered, f->wanted) == 0)
@@ -445,35 +464,22 @@ static void fd_collect(struct jg_loop *l, int fd, uint32_t ev)
     }
 }
 
-void jg__loop_fd_fresh(struct jg_loop *l, int fd)
+/*
+ * Stop every watcher of fd and call it once with JG_CLOSED; forget the
+ * registration, with a DEL while the number still names the file (open),
+ * or with no system call once the file is gone (the kernel dropped it).
+ */
+static void fd_gone(struct jg_loop *l, int fd, bool open)
 {
-    struct jg__fd *f;
-
-    if (!l || fd < 0)
-        return;
-    if (fd >= l->nfds && fds_grow(l, fd) < 0)
-        return;                 /* no belief to correct, nor trust to keep */
-    f = &l->fds[fd];
-    if (f->registered || f->watchers.head)
-        jg__loop_fd_closed(l, fd);
-    f = &l->fds[fd];
-    set_registered(l, f, 0);
-    f->trusted = true;
-}
-
-void jg__loop_fd_closed(struct jg_loop *l, int fd)
-{
-    struct jg__fd *f;
+    struct jg__fd *f = &l->fds[fd];
     int n = 0;
 
-    if (!l || fd < 0 || fd >= l->nfds)
-        return;
-    f = &l->fds[fd];
     f->trusted = false;
     /* DEL while the fd is still open: after close(2) a dup elsewhere
      * would keep the registration alive and reporting. */
     if (f->registered) {
-        l->ops->fd_disarm(l->backend, fd);
+        if (open)
+            l->ops->fd_disarm(l->backend, fd);
         set_registered(l, f, 0);
     }
     for (struct jg_watcher *w = f->watchers.head; w; w = w->next)
@@ -491,6 +497,64 @@ void jg__loop_fd_closed(struct jg_loop *l, int fd)
     }
     jg__cb_depth--;
     l->dispatching--;
+}
+
+/* fd's file is gone (generation gen began): drop what l believed of it. */
+static void fd_stale(struct jg_loop *l, int fd, uint32_t gen)
+{
+    struct jg__fd *f = &l->fds[fd];
+
+    if (f->registered || f->watchers.head)
+        fd_gone(l, fd, false);
+    l->fds[fd].gen = gen;
+}
+
+void jg__loop_fd_stale(struct jg_loop *l, int fd, uint32_t gen)
+{
+    /* Newer (wrap-around safe): l's beliefs predate that close. */
+    if (fd >= 0 && fd < l->nfds && (int32_t)(gen - l->fds[fd].gen) > 0)
+        fd_stale(l, fd, gen);
+}
+
+/* A notice could not be allocated (fdtab.c): compare every fd l watches
+ * with its generation now. */
+static void fd_recheck(struct jg_loop *l)
+{
+    for (int fd = 0; fd < l->nfds; fd++) {
+        struct jg__fd *f = &l->fds[fd];
+        if (f->registered || f->watchers.head)
+            jg__loop_fd_stale(l, fd, jg__fd_gen(fd));
+    }
+}
+
+void jg__loop_fd_fresh(struct jg_loop *l, int fd)
+{
+    uint32_t gen;
+
+    if (!l || fd < 0)
+        return;
+    /* A new file: whatever any loop believed of this number is stale (its
+     * old file was closed behind juggle's back). */
+    gen = jg__fd_bump(l, fd);
+    if (fd >= l->nfds && fds_grow(l, fd) < 0)
+        return;                 /* no belief to correct, nor trust to keep */
+    fd_stale(l, fd, gen);
+    l->fds[fd].trusted = true;
+}
+
+void jg__loop_fd_closing(struct jg_loop *own, int fd)
+{
+    uint32_t gen;
+
+    if (fd < 0)
+        return;
+    /* The new generation first: a waiter that was woken but has not run
+     * yet finds it changed and reports -EBADF (hub.c). */
+    gen = jg__fd_bump(own, fd);
+    if (!own || fd >= own->nfds)
+        return;
+    fd_gone(own, fd, true);
+    own->fds[fd].gen = gen;
 }
 
 /* ---- hooks ----------------------------------------------------------- */
@@ -727,6 +791,7 @@ int jg__loop_init(struct jg_loop *l)
 
 void jg__loop_fini(struct jg_loop *l)
 {
+    jg__fd_loop_leave(l);
     jg__signals_release(l);
     l->ops->fini(l->backend);
     l->backend = NULL;
@@ -818,6 +883,9 @@ int jg__loop_iterate(struct jg_loop *l, bool may_block, int64_t max_block_ns)
         async_collect(l);
     main_ran = run_pending(l);
     main_ran += run_posts(l);
+    if (unlikely(atomic_load_explicit(&l->fd_recheck, memory_order_relaxed))
+        && atomic_exchange(&l->fd_recheck, 0))
+        fd_recheck(l);
     ran += main_ran;
 
     if (l->checks.head) {
@@ -857,6 +925,10 @@ int jg__loop_after_fork(struct jg_loop *l)
     atomic_store(&l->wake_state, 0u);
     atomic_store(&l->async_pending, 0);
     l->slot = -1;
+    /* fdtab.c's own fork handler emptied the registry of loops. */
+    l->in_reg = false;
+    l->reg_next = NULL;
+    atomic_store(&l->fd_recheck, 0);
     l->owner = jg__thread_id();
     l->now = jg_now();
     return l->ops->after_fork(l->backend);
@@ -892,6 +964,13 @@ int jg_loop_destroy(struct jg_loop *l)
     rc = jg__loop_check(l);
     if (rc < 0)
         return rc;
+    /* Close notices (fdtab.c) are the only posts a private loop gets:
+     * stop taking them, and consume those that came for watchers that
+     * are gone. */
+    if (!l->depth && !l->dispatching && !l->nactive) {
+        jg__fd_loop_leave(l);
+        run_posts(l);
+    }
     /* Running, watched, or holding posts that would be lost. */
     if (l->depth || l->dispatching || l->nactive
         || atomic_load(&l->inbox) != NULL)

@@ -38,6 +38,8 @@ struct jg__fd {
     uint32_t wanted;              /* union of the active watchers' events */
     bool queued;                  /* in the loop's changed[] */
     bool trusted;                 /* made by juggle, closed by jg_close */
+    uint32_t gen;                 /* the fd generation (fdtab.c) that the
+                                     watchers and registration belong to */
 };
 
 /* A callback due in this iteration (the watcher carries JG__W_PENDING). */
@@ -109,6 +111,11 @@ struct jg_loop {
     _Atomic unsigned wake_state;
     _Atomic int async_pending;    /* some async watcher was sent */
     int slot;                     /* signal slot index, -1 if none */
+    /* fdtab.c: membership of the registry of loops that watch fds, and
+     * "a close notice could not be allocated: check every fd". */
+    struct jg_loop *reg_next;
+    bool in_reg;
+    _Atomic int fd_recheck;
     uint16_t sigcount[65];        /* active signal watchers per number */
 };
 
@@ -150,10 +157,12 @@ JG_HIDDEN bool jg__loop_alive(const struct jg_loop *l);
 JG_HIDDEN void jg__loop_post(struct jg_loop *l, struct jg__post *p);
 
 /*
- * fd is being closed by jg_close: deregister it from the backend and call
- * every active watcher on it with JG_CLOSED (they are stopped first).
+ * fd is being closed (jg_close, on any thread; own is the caller's loop or
+ * NULL): a new generation of the number begins, every other loop that
+ * watched it is told (jg__loop_fd_stale), and own's watchers are called
+ * with JG_CLOSED while the number still names the file.
  */
-JG_HIDDEN void jg__loop_fd_closed(struct jg_loop *l, int fd);
+JG_HIDDEN void jg__loop_fd_closing(struct jg_loop *own, int fd);
 
 /*
  * fd was just returned by a juggle call that creates fds (accept, socket):
@@ -169,6 +178,26 @@ JG_HIDDEN void jg__loop_fd_fresh(struct jg_loop *l, int fd);
  * touching them (no epoll_ctl), forget every watcher, and make fresh ones.
  */
 JG_HIDDEN int jg__loop_after_fork(struct jg_loop *l);
+
+/* ---- fdtab.c: process-wide generations of fd numbers ------------------ */
+
+/* fd's generation now (0 for a number past the table). */
+JG_HIDDEN uint32_t jg__fd_gen(int fd);
+/* l is about to watch fd: record it as a watcher; returns the generation
+ * its beliefs must belong to. */
+JG_HIDDEN uint32_t jg__fd_watch(struct jg_loop *l, int fd);
+/* Begin a generation of fd (its file is closed or replaced) and tell the
+ * other loops that watched it. Returns the new generation. Any thread. */
+JG_HIDDEN uint32_t jg__fd_bump(struct jg_loop *own, int fd);
+/* Hold fd's number for a system call outside the user's calls while it is
+ * still generation gen (false: it is not, make no call); unhold after. */
+JG_HIDDEN bool jg__fd_hold(int fd, uint32_t gen);
+JG_HIDDEN void jg__fd_unhold(int fd, uint32_t gen);
+/* l is going away: it leaves the registry and owns no number. */
+JG_HIDDEN void jg__fd_loop_leave(struct jg_loop *l);
+/* On l's thread: generation gen of fd began elsewhere; watchers of an
+ * older one are woken with JG_CLOSED and its registration forgotten. */
+JG_HIDDEN void jg__loop_fd_stale(struct jg_loop *l, int fd, uint32_t gen);
 
 /* ---- shared by loop.c, timer.c and signal.c only ------------------- */
 

@@ -309,7 +309,7 @@ static void test_fd_closed_notifies(void)
     b.base.data = (void *)2;
     T_OK(jg_io_start(l, &a));
     T_OK(jg_io_start(l, &b));
-    jg__loop_fd_closed(l, p[0]);
+    jg__loop_fd_closing(l, p[0]);
     T_EQ(rec.calls, 2);
     T_EQ(rec.revents, JG_CLOSED);
     T_EQ(rec.order[0], 1);

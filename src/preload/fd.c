@@ -69,7 +69,9 @@ static int created(int fd, uint32_t bits)
 PL_EXPORT int close(int fd)
 {
     jg__pl_fd_fresh(fd, 0);
-    const struct jg__patch_rt *rt = jg__pl_hub_rt();
+    /* Any thread, with a hub or not: green threads parked on fd in any
+     * hub must learn of the close (jg_close tells them). */
+    const struct jg__patch_rt *rt = jg__pl_on_rt();
     if (!rt || in_close)
         return REAL(close)(fd);
     /* jg_close: green threads parked on fd wake with EBADF and the

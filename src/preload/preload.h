@@ -110,6 +110,15 @@ static inline const struct jg__patch_rt *jg__pl_hub_rt(void)
     return jg__pl_hub() ? jg__pl_rt : NULL;
 }
 
+/* The runtime when it is attached and the patch is on, on any thread: for
+ * close, whose waiters may be parked on another thread's hub. */
+static inline const struct jg__patch_rt *jg__pl_on_rt(void)
+{
+    if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire))
+        return NULL;
+    return jg__pl_rt;
+}
+
 /* The handshake (abi.h): each runtime copy calls it once. */
 PL_EXPORT const struct jg__patch_pl *jg__preload_attach(
     const struct jg__patch_rt *rt);
