@@ -439,16 +439,27 @@ schedule(struct jg_hub *h, struct jg_green *self)
 
 /* ---- finishing ----------------------------------------------------------- */
 
-/* Tell everything that waits for g that it finished; each node once. */
+/*
+ * Tell everything that waits for g that it finished; each node once. The
+ * nodes run user code (done-callbacks of g's future, a group's on_done,
+ * green-local destructors) on the stack of a green thread that is DONE, or
+ * of whoever ended one that never ran: none of it may park, or g would be
+ * left half-finished. So they run as loop callbacks do, with the callback
+ * depth raised: every blocking call, jg_yield and jg_switch there return
+ * -EPERM, while jg_spawn still works (blocking work goes to a new green
+ * thread). DESIGN.md, "Seams".
+ */
 static void run_waiters(struct jg_green *g)
 {
     struct jg__waiter *w;
 
+    jg__cb_depth++;
     while ((w = g->waiters) != NULL) {
         g->waiters = w->next;
         w->next = NULL;
         w->fn(w, g);
     }
+    jg__cb_depth--;
 }
 
 void jg__waiter_add(struct jg_green *g, struct jg__waiter *w)

@@ -81,8 +81,10 @@ JG_API const char *jg_future_error_message(const struct jg_future *f);
 typedef void (*jg_future_cb)(struct jg_future *f, void *arg);
 /*
  * Run cb(f, arg) exactly once when f completes (DONE or CANCELLED): on the
- * completing thread, or at once on this thread if f has completed. 0 or
- * -ENOMEM.
+ * completing thread, or at once on this thread if f has completed. Where
+ * the completer cannot park (a green thread's own future as it finishes, a
+ * loop callback, the hub) cb cannot either: its blocking calls return
+ * -EPERM. 0 or -ENOMEM.
  */
 JG_API int jg_future_add_done_callback(struct jg_future *f, jg_future_cb cb,
                                        void *arg);

@@ -37,7 +37,8 @@ struct jg_group_opts {
     /*
      * Called on the hub as each member ends: g (valid during the call), its
      * result, and its status (0, the JG_ERR code, or -ECANCELED if killed).
-     * It must not block, spawn into or kill the group.
+     * It must not spawn into or kill the group; it cannot block (blocking
+     * calls return -EPERM there), but may jg_spawn other green threads.
      */
     void (*on_done)(void *ctx, struct jg_green *g, void *result, int status);
     void *ctx;

@@ -296,7 +296,8 @@ typedef uint32_t jg_local_key;
 /*
  * Create a key for green-local values (gevent.local). dtor, if not NULL,
  * is called with each green thread's non-NULL value when that green thread
- * ends (on the hub's thread; it must not block). Thread-safe. 0, -EINVAL
+ * ends (on the hub's thread; it cannot block: blocking calls return -EPERM
+ * there, jg_spawn works). Thread-safe. 0, -EINVAL
  * (NULL k), -EAGAIN (JG_LOCAL_KEYS_MAX reached).
  */
 JG_API int jg_local_key_create(jg_local_key *k, void (*dtor)(void *));
