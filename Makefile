@@ -49,13 +49,9 @@ asan: deps
 tsan: deps
 	CC=clang cmake -S . -B build-tsan -DJG_SANITIZE=thread -DJG_WERROR=ON
 	cmake --build build-tsan -j $(JOBS)
-	# preload_curl*: libcurl's helper thread closes fds behind the hub's
-	# back; the hub's late EPOLL_CTL_DEL (ENOENT) then shows as a race on
-	# the reused fd number, unsuppressible since TSan's symbolizer cannot
-	# run under that LD_PRELOAD (docs/loop.md, "closed or reused fds").
 	cd build-tsan && JG_TEST_SCALE=10 \
 	    TSAN_OPTIONS=die_after_fork=0:halt_on_error=1 \
-	    ctest --output-on-failure -j $(JOBS) -E '^preload_curl'
+	    ctest --output-on-failure -j $(JOBS)
 
 sanitize: asan tsan
 

@@ -103,6 +103,12 @@ static void test_plain_thread_close_wakes_reader(void)
     pthread_t t;
     int sv[2];
 
+    /* TSan calls any close of an fd that another thread is using a race,
+     * whatever orders them; here that is the very point. The plain and
+     * ASan suites run it, and io_close_reuse's jg_close case runs
+     * everywhere. */
+    if (T_TSAN)
+        T_SKIP_CASE("a close racing a use is a race by TSan's definition");
     T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     r.fd = sv[0];
     T_OK(jg_spawn(&g, remote_reader, &r, NULL));
