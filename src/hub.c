@@ -969,19 +969,32 @@ int jg__hub_sliced_init(struct jg_hub *h)
 }
 
 /*
- * fork() in a process with a hub: in the child only the calling green thread
- * survives, as main, on a fresh hub. The other green threads' descriptors
- * and stacks are abandoned (their memory is the parent's, copied on write);
- * the loop's inherited kernel objects are closed, never epoll_ctl'd.
+ * fork() in a process with a hub: in the child only the forking context
+ * survives, on a fresh hub. The other green threads' descriptors and stacks
+ * are abandoned (their memory is the parent's, copied on write); the loop's
+ * inherited kernel objects are closed, never epoll_ctl'd.
+ *
+ * A green thread that forks becomes the child's main context (the old
+ * main's descriptor is freed). A loop callback that forks runs on the hub
+ * context, whose stack must not be laid out afresh under it: the hub goes
+ * on, and the main context survives beside it as it was - ready again if
+ * it was ready, its timed park re-armed for the time left, any other wait
+ * ended by deadlock detection (-EDEADLK), since what would have woken it
+ * stayed in the parent.
  */
 static void after_fork_child(void)
 {
     struct jg_hub *h = jg__tls_hub;
-    struct jg_green *self;
+    struct jg_green *self, *m;
+    int64_t main_due = INT64_MAX;
 
     if (!h)
         return;
     self = h->current;
+    m = h->main_g;
+    if (self == h->hub_g && m->state == JG_GREEN_PARKED &&
+        jg_watcher_active(&m->park.timer.base))
+        main_due = m->park.timer.when_ns;
     jg__loop_after_fork(&h->loop);
     jg__list_init(&h->ready);
     h->count = 0;
@@ -990,10 +1003,26 @@ static void after_fork_child(void)
     /* A sliced survivor is running on the shared stack: it owns it. */
     h->shared_owner = (self->flags & JG__G_SLICED) ? self : NULL;
     atomic_store(&h->remote, 0);
-    if (self != h->main_g) {
+    if (self == h->hub_g) {
+        m->flags &= (uint16_t)~JG__G_REMOTE;
+        if (m->state == JG_GREEN_READY) {
+            jg__make_ready(m);
+        } else if (main_due != INT64_MAX) {
+            int64_t left = main_due - jg_now();
+            jg_timer_init(&m->park.timer, park_timer_cb);
+            jg_timer_start(&h->loop, &m->park.timer, left > 0 ? left : 0, 0);
+        }
+        return;
+    }
+    if (self != m) {
         self->flags |= JG__G_MAIN;
         self->parent = NULL;
         h->main_g = self;
+        /* Nothing of the child refers to the old main: its descriptor was
+         * the thread's own, never pooled (its locals, if any, are held by
+         * the thread-exit key, not by it). */
+        free(m->name);
+        free(m);
     }
     /* What waited for it belonged to the parent's other green threads. */
     self->joiner = NULL;

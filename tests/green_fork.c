@@ -253,5 +253,71 @@ static void test_fork_from_sliced(void)
     T_OK(jg_close(p[1]));
 }
 
+/* A loop callback (the hub's context) forks. In the child the hub goes on
+ * and main, parked in a sleep, sleeps out its time there. Before: the
+ * child re-laid the hub's stack under the running callback (SIGSEGV). */
+static pid_t cb_pid = -1;
+
+static void fork_cb(struct jg_timer *t)
+{
+    (void)t;
+    fflush(NULL);
+    cb_pid = fork();
+}
+
+static void test_fork_from_loop_callback(void)
+{
+    struct jg_green *t[TICKERS], *rd;
+    struct jg_timer tm;
+    int p[2];
+
+    start_parent_work(t, &rd, p);
+    jg_timer_init(&tm, fork_cb);
+    T_OK(jg_timer_start(jg_loop_default(), &tm, JG_MS(5), 0));
+    int64_t t0 = t_now_ns();
+    T_OK(jg_sleep(JG_MS(40)));
+    T_ASSERT(t_now_ns() - t0 >= JG_MS(40));
+    T_ASSERT(cb_pid >= 0);
+    if (cb_pid == 0)
+        child_work();
+    T_EQ(reap(cb_pid), 0);
+    parent_after(t, rd, p[1]);
+    T_OK(jg_close(p[0]));
+    T_OK(jg_close(p[1]));
+}
+
+/* The forking green thread becomes the child's main and ends it by
+ * returning (exit(), so LeakSanitizer runs in ASan builds). Before: the old
+ * main's descriptor leaked, and LSan failed the child. */
+static void *forker_returns(void *arg)
+{
+    (void)arg;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return JG_ERR(-errno);
+    if (pid == 0) {
+        struct jg_green *g;
+        void *res = NULL;
+        C_CHECK(jg_spawn(&g, triple, (void *)(uintptr_t)7, NULL) == 0);
+        C_CHECK(jg_join(g, &res, JG_FOREVER) == 0);
+        C_CHECK(res == (void *)(uintptr_t)21);
+        return NULL;            /* the child exits with status 0 */
+    }
+    return (void *)(intptr_t)(reap(pid) + 1);
+}
+
+static void test_forked_green_returns_cleanly(void)
+{
+    struct jg_green *f;
+    void *res;
+
+    shared_init();
+    T_OK(jg_spawn(&f, forker_returns, NULL, NULL));
+    T_OK(jg_join(f, &res, JG_FOREVER));
+    T_PEQ(res, (void *)(intptr_t)1);
+}
+
 T_MAIN(T_CASE(test_fork_from_main), T_CASE(test_fork_from_green),
-       T_CASE(test_fork_from_sliced))
+       T_CASE(test_fork_from_sliced), T_CASE(test_fork_from_loop_callback),
+       T_CASE(test_forked_green_returns_cleanly))
