@@ -414,6 +414,41 @@ static inline void *resume_value(struct jg_green *g)
 }
 
 /*
+ * Is the run slice over? Read the clock only every 16 switches while green
+ * threads run briefly (a reading costs about as much as a switch); after a
+ * slice that overran (green threads that compute between switches), read
+ * it at every switch of the next slice, so the loop is polled at the first
+ * switch past the 1 ms bound. Overran slices are counted by the hub loop.
+ */
+static inline bool slice_over(struct jg_hub *h)
+{
+    if ((h->burst & h->clock_mask) != 0)
+        return false;
+    if (jg_now() < h->tick_end)
+        return false;
+    h->overran = true;
+    return true;
+}
+
+/*
+ * The green thread to run next without a visit to the hub, or NULL when
+ * the loop is due a poll: at most 64 green threads, or 1 ms, per slice.
+ * Every direct hand-over (park, yield, switch away, finish) asks this.
+ */
+static inline struct jg_green *next_ready(struct jg_hub *h)
+{
+    struct jg__list *n;
+
+    if (unlikely(h->burst >= BURST_MAX))
+        return NULL;
+    h->burst++;
+    if (unlikely(slice_over(h)))
+        return NULL;
+    n = jg__list_pop_front(&h->ready);
+    return n ? JG_CONTAINER_OF(n, struct jg_green, link) : NULL;
+}
+
+/*
  * The running green thread has stopped running (parked, switched, done or
  * yielded, state already set): run the next ready one directly while the
  * run slice lasts, else go back to the hub to poll.
@@ -421,19 +456,10 @@ static inline void *resume_value(struct jg_green *g)
 static inline __attribute__((always_inline)) void *
 schedule(struct jg_hub *h, struct jg_green *self)
 {
-    struct jg__list *n;
+    struct jg_green *g = next_ready(h);
 
-    if (likely(h->burst < BURST_MAX)) {
-        /* Check the clock only every 16 direct switches: reading it on
-         * every switch would cost as much as the switch. */
-        if ((++h->burst & 15) != 0 || jg_now() < h->tick_end) {
-            n = jg__list_pop_front(&h->ready);
-            if (n) {
-                struct jg_green *g = JG_CONTAINER_OF(n, struct jg_green, link);
-                return switch_to(h, self, g, resume_value(g));
-            }
-        }
-    }
+    if (g)
+        return switch_to(h, self, g, resume_value(g));
     return switch_to(h, self, h->hub_g, NULL);
 }
 
@@ -521,8 +547,9 @@ static _Noreturn void finish(struct jg_hub *h, struct jg_green *g, void *res)
         to->state = JG_GREEN_RUNNING;
         switch_slow(h, g, to, res, true);
     } else {
-        struct jg__list *n = jg__list_pop_front(&h->ready);
-        to = n ? JG_CONTAINER_OF(n, struct jg_green, link) : h->hub_g;
+        /* As any hand-over: the loop is polled once the slice is over. */
+        struct jg_green *n = next_ready(h);
+        to = n ? n : h->hub_g;
         h->current = to;
         to->state = JG_GREEN_RUNNING;
         switch_slow(h, g, to, n ? resume_value(to) : NULL, true);
@@ -754,6 +781,9 @@ static void hub_main(void *val)
         /* Run the ready green threads; they may also run each other
          * directly (schedule) within the same slice. */
         h->burst = 0;
+        /* After a slice that overran, watch the clock at every switch. */
+        h->clock_mask = h->overran ? 0 : 15;
+        h->overran = false;
         /* The loop read the clock right after its poll: reuse it. */
         h->tick_end = h->loop.now + SLICE_NS;
         while (h->burst < BURST_MAX &&
@@ -765,6 +795,9 @@ static void hub_main(void *val)
             switch_to(h, h->hub_g, g, resume_value(g));
             /* Back in the hub loop: the green thread gave the CPU up. */
             beat(h, 2);
+            /* Bounded by time too, not only by count. */
+            if (slice_over(h))
+                break;
         }
         if (deadlocked(h)) {
             break_deadlock(h);

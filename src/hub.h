@@ -119,6 +119,8 @@ struct jg_hub {
     size_t count;               /* live green threads, main and hub aside */
     uint64_t next_id;
     int burst;                  /* direct switches since the last poll */
+    int clock_mask;             /* read the clock when burst & mask == 0 */
+    bool overran;               /* this slice went past tick_end */
     _Atomic int remote;         /* cross-thread waits outstanding */
     /* Heartbeat for the blocking watchdog (monitor.c): +2 on every return
      * to the hub loop, +1 entering and +1 leaving the backend's poll (the
