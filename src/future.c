@@ -193,6 +193,7 @@ struct jg_future *jg__future_alloc(void)
     f->len = 0;
     f->msg = NULL;
     jg__list_init(&f->nodes);
+    f->home = NULL;
     f->cbs = NULL;
     f->cbs_tail = &f->cbs;
     f->qnext = f->qprev = NULL;
@@ -498,6 +499,8 @@ struct fwait {
     bool active;                /* g is inside block() */
     bool post_done;             /* the post callback has run */
     bool orphan;                /* the waiter left: the callback frees */
+    bool local;                 /* every future waited on is g's hub's
+                                 * (home): not a cross-thread wait */
 };
 
 static void fwait_post_cb(struct jg__post *p)
@@ -523,6 +526,15 @@ static void fwait_init(struct fwait *w, struct jg_green *g)
     w->g = g;
     w->hub = g ? g->hub : NULL;
     w->active = w->post_done = w->orphan = false;
+    w->local = g != NULL;
+}
+
+/* Note that w also waits for f: a future another thread may complete
+ * makes the wait a cross-thread one. */
+static inline void fwait_on(struct fwait *w, const struct jg_future *f)
+{
+    if (f->home != w->hub)
+        w->local = false;
 }
 
 /* The waiter's condition holds: wake it (once). */
@@ -581,9 +593,12 @@ static int block(struct fwait *w, int64_t deadline, unsigned pflags)
     if (w->g) {
         w->active = true;
         jg__park_prepare();
-        jg__remote_begin(w->hub);
+        /* The wake-up comes through the inbox either way (fire posts),
+         * so the claim is the cross-thread one; but a wait only on this
+         * hub's own green threads is not counted as outstanding work. */
+        jg__remote_begin_flags(w->hub, !w->local);
         rc = jg__park_flags(deadline, pflags);
-        jg__remote_end(w->hub);
+        jg__remote_end_flags(w->hub, !w->local);
         w->active = false;
     } else {
         /* acquire: pairs with fire()'s release store. */
@@ -641,6 +656,7 @@ static int wait_one(struct jg_future *f, int64_t deadline, unsigned pflags)
     if (g && !(s = malloc(sizeof(*s))))
         return -ENOMEM;
     fwait_init(&s->w, g);
+    fwait_on(&s->w, f);
     s->node.fn = swait_fn;
     if (jg__future_node_add(f, &s->node)) {
         rc = block(&s->w, deadline, pflags);
@@ -803,6 +819,8 @@ int jg_wait(struct jg_future *const *fs, size_t n, int mode,
     m->mode = mode;
     pending = n;
     atomic_init(&m->left, pending);
+    for (size_t i = 0; i < n; i++)
+        fwait_on(&m->w, fs[i]);
     for (size_t i = 0; i < n; i++) {
         m->nodes[i].node.fn = mnode_fn;
         m->nodes[i].m = m;
@@ -820,7 +838,9 @@ int jg_wait(struct jg_future *const *fs, size_t n, int mode,
     if (rc == -ECANCELED || rc == -EPERM)
         return rc;
     done = wait_scan(fs, n, mode, &holds);
-    return holds ? (int)done : -ETIMEDOUT;
+    if (holds)
+        return (int)done;
+    return rc == -EDEADLK ? rc : -ETIMEDOUT;
 }
 
 /* ---- as_completed -------------------------------------------------------- */
@@ -928,6 +948,8 @@ int jg_as_completed_next(struct jg_as_completed *it, struct jg_future **f,
     if (g && !(w = malloc(sizeof(*w))))
         return -ENOMEM;
     fwait_init(w, g);
+    for (size_t i = 0; i < it->n; i++)
+        fwait_on(w, it->fs[i]);
     jg__lock(&it->mu);
     got = ac_take(it, f);
     if (!got)
@@ -1005,6 +1027,7 @@ int jg_green_future(struct jg_green *g, struct jg_future **out)
      * only jg_kill stops it (the future then ends CANCELLED). */
     (void)jg_future_set_running(f);
     jg_future_ref(f);
+    f->home = h;
     gf->f = f;
     gf->w.fn = gfut_done;
     *out = f;

@@ -87,6 +87,10 @@ struct jg_future {
     struct jg__list nodes;      /* struct jg__fnode, under lock */
     struct jg__fcb *cbs;        /* user callbacks, in order, under lock */
     struct jg__fcb **cbs_tail;
+    /* Non-NULL: only this hub can complete the future (a green thread's,
+     * jg_green_future). A wait on it from that hub is no cross-thread
+     * operation, so deadlock detection still sees a hub that is stuck. */
+    struct jg_hub *home;
     /*
      * The backend area: a queued task's link and what it runs. Owned by
      * the backend that holds the future; the future never reads it.

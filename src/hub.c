@@ -669,16 +669,28 @@ bool jg__wake_remote(struct jg_green *g, int result)
     return true;
 }
 
-void jg__remote_begin(struct jg_hub *h)
+void jg__remote_begin_flags(struct jg_hub *h, bool counted)
 {
     h->current->flags |= JG__G_REMOTE;
-    atomic_fetch_add(&h->remote, 1);
+    if (counted)
+        atomic_fetch_add(&h->remote, 1);
+}
+
+void jg__remote_end_flags(struct jg_hub *h, bool counted)
+{
+    h->current->flags &= (uint16_t)~JG__G_REMOTE;
+    if (counted)
+        atomic_fetch_sub(&h->remote, 1);
+}
+
+void jg__remote_begin(struct jg_hub *h)
+{
+    jg__remote_begin_flags(h, true);
 }
 
 void jg__remote_end(struct jg_hub *h)
 {
-    h->current->flags &= (uint16_t)~JG__G_REMOTE;
-    atomic_fetch_sub(&h->remote, 1);
+    jg__remote_end_flags(h, true);
 }
 
 /* ---- fd waits ------------------------------------------------------------ */

@@ -165,6 +165,11 @@ JG_HIDDEN bool jg__wake_remote(struct jg_green *g, int result);
 /* A green thread is about to wait on a cross-thread source (or stops). */
 JG_HIDDEN void jg__remote_begin(struct jg_hub *h);
 JG_HIDDEN void jg__remote_end(struct jg_hub *h);
+/* The same, counted as outstanding cross-thread work only if `counted`:
+ * a wake-up through the inbox from this hub itself (a green thread's
+ * future) leaves deadlock detection on. */
+JG_HIDDEN void jg__remote_begin_flags(struct jg_hub *h, bool counted);
+JG_HIDDEN void jg__remote_end_flags(struct jg_hub *h, bool counted);
 
 /*
  * Wait until fd is ready for events or the absolute deadline passes; the

@@ -64,8 +64,10 @@ JG_API int jg_future_cancel(struct jg_future *f);
  * report it. Returns 0 with *value set (may be NULL) for a value, the
  * future's error code for an error, -ECANCELED for a cancelled future,
  * -ETIMEDOUT, or -ECANCELED / -ETIMEDOUT of the waiting green thread
- * (killed, deadline scope); -EPERM from a loop callback (unless 0
- * timeout). May switch green threads.
+ * (killed, deadline scope); -EDEADLK when f is a green thread's future
+ * on this hub that can never finish and nothing else can wake the caller
+ * (as jg_join); -EPERM from a loop callback (unless 0 timeout). May switch
+ * green threads.
  */
 JG_API int jg_future_result(struct jg_future *f, void **value,
                             int64_t timeout_ns);
@@ -106,8 +108,10 @@ enum jg_wait_mode {
 /*
  * Wait until the mode's condition holds over fs[0..n). Returns the number
  * of completed futures (>= 0) when it holds, -ETIMEDOUT if not by the
- * timeout, -EINVAL, the waiting green thread's -ECANCELED, or -EPERM from
- * a loop callback. May switch green threads.
+ * timeout, -EINVAL, the waiting green thread's -ECANCELED, -EDEADLK (the
+ * futures are green threads of this hub that can never finish, and
+ * nothing else can wake the caller), or -EPERM from a loop callback.
+ * May switch green threads.
  */
 JG_API int jg_wait(struct jg_future *const *fs, size_t n, int mode,
                    int64_t timeout_ns);
@@ -121,7 +125,7 @@ JG_API int jg_as_completed_create(struct jg_as_completed **out,
                                   struct jg_future *const *fs, size_t n);
 /*
  * The next completed future (*f, borrowed), -ENOENT when all were yielded,
- * -ETIMEDOUT. May switch green threads.
+ * -ETIMEDOUT, -EDEADLK (as jg_wait). May switch green threads.
  */
 JG_API int jg_as_completed_next(struct jg_as_completed *it,
                                 struct jg_future **f, int64_t timeout_ns);
