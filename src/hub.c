@@ -322,7 +322,9 @@ static void slicer_main(void *unused)
 
 static int slicer_init(struct jg_hub *h)
 {
-    int rc = jg__stack_get(&h->pool, 0, &h->slicer_stack);
+    /* Not a stack an unstarted green thread reserved: it would find the
+     * pool empty at its first run, past vm.max_map_count a panic. */
+    int rc = jg__stack_get_spare(&h->pool, h->reserved, &h->slicer_stack);
 
     if (rc < 0)
         return rc;
@@ -344,6 +346,12 @@ static JG_NOINLINE void *switch_slow(struct jg_hub *h, struct jg_green *from,
 {
     void *v;
 
+    /* One suspended in jg_switch finds errno as it left it, however it is
+     * resumed (errno is the OS thread's, shared by all green threads). */
+    if (to->flags & JG__G_ERRNO) {
+        to->flags &= (uint16_t)~JG__G_ERRNO;
+        *h->errno_loc = to->saved_errno;
+    }
     if (to->flags & JG__G_SLICED) {
         if (h->shared_owner != to || (to->flags & JG__G_START)) {
             /* Hop through the slicer; it completes the switch to `to`. */
@@ -388,7 +396,7 @@ static inline void *switch_to(struct jg_hub *h, struct jg_green *from,
 
     h->current = to;
     to->state = JG_GREEN_RUNNING;
-    if (unlikely(to->flags & (JG__G_SLICED | JG__G_START)))
+    if (unlikely(to->flags & (JG__G_SLICED | JG__G_START | JG__G_ERRNO)))
         return switch_slow(h, from, to, val, false);
     before_switch(h, from, to, false);
     v = jg__ctx_switch(&from->ctx, &to->ctx, val);
@@ -615,7 +623,11 @@ int jg__park_flags(int64_t deadline, unsigned pflags)
             goto early;
         }
         jg_timer_init(&g->park.timer, park_timer_cb);
-        jg_timer_start(&h->loop, &g->park.timer, left, 0);
+        /* -ENOMEM (the timer heap cannot grow): parking without the
+         * timer would sleep past the deadline, maybe for good. */
+        rc = jg_timer_start(&h->loop, &g->park.timer, left, 0);
+        if (unlikely(rc < 0))
+            goto early;
     }
     if (pflags & JG__PARK_NOCANCEL)
         g->flags |= JG__G_NOCANCEL;
@@ -1002,7 +1014,7 @@ int jg__hub_sliced_init(struct jg_hub *h)
 
     if (h->shared)
         return 0;
-    rc = jg__stack_get(&h->pool, 0, &h->shared);
+    rc = jg__stack_get_spare(&h->pool, h->reserved, &h->shared);
     if (rc < 0)
         return rc;
     rc = slicer_init(h);
@@ -1128,6 +1140,8 @@ static JG_NOINLINE void *switch_checked(struct jg_green *target, void *value)
         return JG_ERR(-ECANCELED);
     if (unlikely(h->zombie))
         reap(h);
+    self->saved_errno = *h->errno_loc;
+    self->flags |= JG__G_ERRNO;
     self->state = JG_GREEN_SWITCHED;
     h->current = target;
     target->state = JG_GREEN_RUNNING;
@@ -1155,6 +1169,13 @@ void *jg_switch(struct jg_green *target, void *value)
         if (likely(target->state == JG_GREEN_SWITCHED &&
                    !(target->flags & JG__G_SLICED) &&
                    !(self->flags & JG__G_CANCELLED))) {
+            /* errno: ours kept, the target's put back (JG__G_ERRNO; a
+             * SWITCHED green thread always carries it). */
+            int *e = h->errno_loc;
+            self->saved_errno = *e;
+            self->flags |= JG__G_ERRNO;
+            *e = target->saved_errno;
+            target->flags &= (uint16_t)~JG__G_ERRNO;
             self->state = JG_GREEN_SWITCHED;
             h->current = target;
             target->state = JG_GREEN_RUNNING;

@@ -26,6 +26,8 @@ enum {
     JG__G_START = 1u << 8,      /* needs its stack and first frame */
     JG__G_RESUME = 1u << 9,     /* SWITCHED, made ready by kill/deadlock */
     JG__G_NOCANCEL = 1u << 10,  /* parked where jg_kill must not wake it */
+    JG__G_ERRNO = 1u << 11,     /* suspended in jg_switch: its errno is in
+                                 * saved_errno, restored as it resumes */
 };
 
 /* Flags of jg__park_flags. */
@@ -89,6 +91,7 @@ struct jg_green {
     struct jg_io io;            /* jg_wait_fd's watcher */
     char *name;                 /* NULL: "green-<id>" made on demand */
     uint64_t id;
+    int saved_errno;            /* see JG__G_ERRNO */
 #if JG_ASAN
     void *asan_fake;
 #endif

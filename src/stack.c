@@ -231,6 +231,14 @@ void jg__stack_put(struct jg__stack_pool *p, struct jg__stack *s,
     jg__stack_unmap(s);
 }
 
+int jg__stack_get_spare(struct jg__stack_pool *p, size_t keep,
+                        struct jg__stack **out)
+{
+    if (p->count > keep)
+        return jg__stack_get(p, 0, out);
+    return stack_map(jg__stack_default_size(), out);
+}
+
 int jg__stack_reserve(struct jg__stack_pool *p)
 {
     struct jg__stack *s;

@@ -61,6 +61,11 @@ JG_HIDDEN void jg__stack_put(struct jg__stack_pool *p, struct jg__stack *s,
                              size_t extra);
 /* Map one default-size stack onto the free list now. 0 or -ENOMEM. */
 JG_HIDDEN int jg__stack_reserve(struct jg__stack_pool *p);
+/* A default-size stack that none of the first `keep` pooled ones (those
+ * reserved by green threads not yet started) is taken for: from the pool's
+ * spare stacks, else freshly mapped. 0, -ENOMEM. */
+JG_HIDDEN int jg__stack_get_spare(struct jg__stack_pool *p, size_t keep,
+                                  struct jg__stack **out);
 /* Unmap free stacks beyond max + extra. */
 JG_HIDDEN void jg__stack_pool_trim(struct jg__stack_pool *p, size_t extra);
 /* Unmap everything on the free list. */

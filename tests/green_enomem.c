@@ -3,7 +3,9 @@
  * green_enomem.c - past vm.max_map_count, jg_spawn of a dedicated green
  * thread fails with -ENOMEM instead of crashing or handing out a stack
  * without its guard; the sliced model still works there, and everything
- * spawned before is killed and joined cleanly. Plain build only (the
+ * spawned before is killed and joined cleanly; a first sliced spawn at the
+ * limit takes no stack that an unstarted green thread reserved. Plain
+ * build only (the
  * sanitizers map shadow memory of their own); exit 77 elsewhere.
  */
 #include <juggle.h>
@@ -58,6 +60,7 @@ static void test_map_count_enomem(void)
     int rc = 0;
 
     T_ASSERT(g != NULL);
+    started = 0;
     /* The sliced model's shared stack is mapped at its first use: use it
      * once before the limit, as a program that plans for it would. */
     struct jg_spawn_opts sliced = { .stack_model = JG_STACK_SLICED };
@@ -102,4 +105,122 @@ static void test_map_count_enomem(void)
     free(g);
 }
 
-T_MAIN(T_CASE(test_map_count_enomem))
+/*
+ * The sliced model used for the first time at the limit, while green
+ * threads that reserved their stacks have not started: the first sliced
+ * spawn must not take their stacks (before: it did, and their first run
+ * panicked, "no stack for a reserved green thread"). It fails with -ENOMEM
+ * itself, and every reserved green thread runs. They wait on an event, so
+ * that nothing needs memory past the limit (no timer heap to grow).
+ */
+static struct jg_event gate;
+
+static void *wait_gate(void *arg)
+{
+    (void)arg;
+    started++;
+    int rc = jg_event_wait(&gate, JG_FOREVER);
+    return rc < 0 ? JG_ERR(rc) : (void *)7;
+}
+
+static void test_sliced_first_use_keeps_reservations(void)
+{
+    long max = max_map_count();
+
+    if (!t_plain())
+        T_SKIP("the vm.max_map_count test runs in the plain build only");
+    if (max <= 0)
+        T_SKIP("cannot read vm.max_map_count");
+    if (max > 300000)
+        T_SKIP("vm.max_map_count too large to exhaust quickly");
+
+    long cap = max / 2 + 2000;
+    struct jg_green **g = calloc((size_t)cap, sizeof *g);
+    struct jg_spawn_opts sliced = { .stack_model = JG_STACK_SLICED };
+    struct jg_green *s;
+    long n = 0;
+    int rc = 0;
+
+    T_ASSERT(g != NULL);
+    T_OK(jg_event_init(&gate));
+    started = 0;
+    /* No yield: they all stay unstarted, holding reservations. */
+    while (n < cap && (rc = jg_spawn(&g[n], wait_gate, NULL, NULL)) == 0)
+        n++;
+    T_ERR(rc, -ENOMEM);
+    T_ASSERT(n > max / 4);
+    T_ERR(jg_spawn(&s, seven, NULL, &sliced), -ENOMEM);
+    while (started < n)
+        T_OK(jg_yield());
+    T_OK(jg_event_set(&gate));
+    for (long i = 0; i < n; i++) {
+        void *res = NULL;
+        T_OK(jg_join(g[i], &res, JG_FOREVER));
+        T_PEQ(res, (void *)7);
+    }
+    T_EQ(jg_count(), 0);
+    T_OK(jg_event_destroy(&gate));
+    free(g);
+}
+
+/*
+ * Past the limit the loop's timer heap may not grow (it needs a new
+ * mapping): a timed park whose timer cannot be armed must fail with
+ * -ENOMEM, not park with no timer. Before: such green threads slept for
+ * good, and a jg_sleep of the main context hung the test.
+ */
+static long finished;
+
+static void *nap(void *arg)
+{
+    (void)arg;
+    started++;
+    int rc = jg_sleep(JG_MS(300));
+    finished++;
+    return rc < 0 ? JG_ERR(rc) : NULL;
+}
+
+static void test_timed_park_without_memory_fails(void)
+{
+    long max = max_map_count();
+
+    if (!t_plain())
+        T_SKIP("the vm.max_map_count test runs in the plain build only");
+    if (max <= 0)
+        T_SKIP("cannot read vm.max_map_count");
+    if (max > 300000)
+        T_SKIP("vm.max_map_count too large to exhaust quickly");
+
+    long cap = max / 2 + 2000;
+    struct jg_green **g = calloc((size_t)cap, sizeof *g);
+    long n = 0, nomem = 0;
+    int rc = 0;
+
+    T_ASSERT(g != NULL);
+    started = finished = 0;
+    while (n < cap && (rc = jg_spawn(&g[n], nap, NULL, NULL)) == 0)
+        n++;
+    T_ERR(rc, -ENOMEM);
+    /* Wait by yielding (no timer of our own) for every nap to end. */
+    int64_t end = t_now_ns() + JG_SEC(20);
+    while (finished < n && t_now_ns() < end)
+        T_OK(jg_yield());
+    T_EQ(finished, n);
+    for (long i = 0; i < n; i++) {
+        /* Each nap slept its time (0) or could not (-ENOMEM). */
+        rc = jg_join(g[i], NULL, JG_FOREVER);
+        if (rc == -ENOMEM)
+            nomem++;
+        else
+            T_OK(rc);
+    }
+    printf("%ld naps, %ld without a timer (-ENOMEM)\n", n, nomem);
+    T_EQ(jg_count(), 0);
+    free(g);
+}
+
+/* The sliced case first: it needs a hub whose sliced stack is not mapped
+ * yet. */
+T_MAIN(T_CASE(test_sliced_first_use_keeps_reservations),
+       T_CASE(test_timed_park_without_memory_fails),
+       T_CASE(test_map_count_enomem))
