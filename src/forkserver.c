@@ -111,13 +111,14 @@ static long thread_count(void)
     if (n <= 0)
         return -1;
     buf[n] = '\0';
-    /* The command name may hold spaces and parentheses: skip past the
-     * last ')', then field 3 (state) is first; field 20 is 17 later. */
+    /* The command name (field 2) may hold spaces and parentheses: skip
+     * past the last ')'. p then points at the space before field 3; each
+     * further space moves one field on, so field 20 is 17 spaces later. */
     char *p = strrchr(buf, ')');
     if (!p)
         return -1;
     p++;
-    for (int field = 2; field < 20 && p; field++)
+    for (int field = 3; field < 20 && p; field++)
         p = strchr(p + 1, ' ');
     return p ? strtol(p + 1, NULL, 10) : -1;
 }
