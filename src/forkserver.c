@@ -236,8 +236,35 @@ static pid_t clone_parent(void)
     return (pid_t)pid;
 }
 
+/*
+ * In the server: close every fd but 0, 1, 2 and keep. fork copied all of
+ * the program's fds, close-on-exec or not (its hub's epoll and eventfd,
+ * the pipes and sockets it opened before jg_main_init or the lazy start),
+ * and every child cloned from here would hold them too: a pipe's reader
+ * in the program would never see EOF while a worker lives.
+ */
+static void close_inherited(int keep)
+{
+    int lo = 3;
+
+    if (keep > lo && jg__sys_close_range((unsigned)lo, (unsigned)keep - 1,
+                                         0) < 0 && errno == ENOSYS) {
+        for (int fd = lo; fd < keep; fd++)
+            jg__sys_close(fd);
+    }
+    if (keep >= lo)
+        lo = keep + 1;
+    if (jg__sys_close_range((unsigned)lo, ~0u, 0) < 0 && errno == ENOSYS) {
+        /* Before Linux 5.9: one by one, up to the fd limit. */
+        long max = sysconf(_SC_OPEN_MAX);
+        for (long fd = lo; fd < max; fd++)
+            jg__sys_close((int)fd);
+    }
+}
+
 static _Noreturn void server_main(int sock)
 {
+    close_inherited(sock);
     /* Ctrl-C goes to the whole process group: the server outlives it so a
      * program that handles SIGINT keeps working pools. Its children get
      * default dispositions back (reset_signals). */
@@ -334,6 +361,12 @@ static int server_clone(int kind, const int *fds, int nfds, pid_t *pid)
 
 /* ---- re-exec (JG_START_SPAWN=1) ------------------------------------------ */
 
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
 static int spawn_child(int kind, const int *fds, int nfds, pid_t *pid)
 {
     char marker[64];
@@ -364,10 +397,18 @@ static int spawn_child(int kind, const int *fds, int nfds, pid_t *pid)
         free(envp);
         return -rc;
     }
-    /* dup2(fd, fd) clears FD_CLOEXEC (glibc >= 2.29): only these fds
-     * reach the new program. */
-    for (int i = 0; i < nfds; i++)
-        posix_spawn_file_actions_adddup2(&fa, fds[i], fds[i]);
+    /* Only these fds (and 0, 1, 2) reach the new program: every fd the
+     * program opened without O_CLOEXEC would be inherited otherwise (a
+     * pipe's write end held by a worker, its reader never sees EOF). */
+    int pass[JG__CHILD_MAXFD];
+    memcpy(pass, fds, sizeof(int) * (size_t)nfds);
+    qsort(pass, (size_t)nfds, sizeof(int), cmp_int);
+    rc = jg__spawn_fd_actions(&fa, pass, (size_t)nfds);
+    if (rc < 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        free(envp);
+        return rc;
+    }
     posix_spawnattr_init(&at);
     sigemptyset(&none);
     sigfillset(&all);

@@ -1,16 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * process_seams.c - where the process layer meets the rest of the program:
+ *  - children hold no fd of the program's but their own: a pipe opened
+ *    without O_CLOEXEC before the fork server started (jg_main_init after
+ *    it, or the lazy start) or before a re-exec start (JG_START_SPAWN=1)
+ *    reaches neither pool workers nor jg_process children, so its reader
+ *    sees EOF once the program closes its write end;
  *  - the lazy start docs/processes.md promises: without jg_main_init, the
  *    first pool or jg_process of a single-threaded program starts the fork
  *    server itself (a command name with spaces and ')' included).
  * Cases that need a program in its first moments run in a fresh copy of
- * this test (run_self).
+ * this test (run_self), which opens its pipes before anything else.
  */
 #include <juggle.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "t.h"
@@ -38,6 +45,52 @@ static int t_square(const void *in, size_t n, struct jg_task_out *out)
     return jg_task_out_write(out, &x, sizeof(x));
 }
 JG_TASK("square", t_square)
+
+/* Waits for its kill; dies with its parent too, should a failed check
+ * end the parent first (a jg_process child outlives it otherwise, holding
+ * the test's output pipe). */
+static int t_hang(const void *in, size_t n, struct jg_task_out *out)
+{
+    (void)in;
+    (void)n;
+    (void)out;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        _exit(1);
+    for (;;)
+        pause();
+    return 0;
+}
+JG_TASK("hang", t_hang)
+
+/* How many of this process's fds are the pipe with inode *in. */
+static int pipe_refs(ino_t ino)
+{
+    char want[64], path[64], link[64];
+    int count = 0;
+
+    snprintf(want, sizeof(want), "pipe:[%llu]", (unsigned long long)ino);
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        ssize_t k = readlink(path, link, sizeof(link) - 1);
+        if (k <= 0)
+            continue;
+        link[k] = '\0';
+        count += strcmp(link, want) == 0;
+    }
+    return count;
+}
+
+static int t_pipe_refs(const void *in, size_t n, struct jg_task_out *out)
+{
+    uint64_t ino;
+    if (n != sizeof(ino))
+        return jg_task_fail(out, -EINVAL, "want an inode");
+    memcpy(&ino, in, sizeof(ino));
+    int32_t c = pipe_refs((ino_t)ino);
+    return jg_task_out_write(out, &c, sizeof(c));
+}
+JG_TASK("pipe_refs", t_pipe_refs)
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -92,6 +145,118 @@ static struct jg_future *submit(struct jg_executor *ex, const char *task,
     return f;
 }
 
+static int32_t result_i32(struct jg_future *f)
+{
+    const void *p;
+    size_t len;
+    int32_t v;
+    T_OK(jg_future_bytes(f, &p, &len, JG_SEC(60)));
+    T_EQ(len, sizeof(v));
+    memcpy(&v, p, sizeof(v));
+    jg_future_unref(f);
+    return v;
+}
+
+/* A pipe without O_CLOEXEC, as programs (and libraries) open them. */
+struct tpipe {
+    int rd, wr;
+    uint64_t ino;
+};
+
+static void tpipe_open(struct tpipe *p)
+{
+    int fds[2];
+    struct stat st;
+    T_EQ(pipe(fds), 0);
+    T_EQ(fstat(fds[0], &st), 0);
+    p->rd = fds[0];
+    p->wr = fds[1];
+    p->ino = (uint64_t)st.st_ino;
+}
+
+/*
+ * Close our write end and read: with no other writer anywhere, the read
+ * sees EOF at once; a copy of the write end in a child (or in the fork
+ * server) makes it would-block instead. No timing involved.
+ */
+static void expect_eof(struct tpipe *p, const char *who)
+{
+    char c;
+    T_EQ(close(p->wr), 0);
+    T_EQ(fcntl(p->rd, F_SETFL, O_NONBLOCK), 0);
+    ssize_t r = read(p->rd, &c, 1);
+    if (r != 0)
+        T_FAIL_("%s: no EOF on the pipe after its writer closed it "
+                "(read: %zd, %s): a child holds its write end", who, r,
+                r < 0 ? strerror(errno) : "data");
+    close(p->rd);
+}
+
+/* ---- in a fresh copy: children inherit none of the program's fds -------- */
+
+/*
+ * The pipes are opened first; then, by the variable run_self set: the fork
+ * server started by jg_main_init, the lazy start (no jg_main_init), or the
+ * re-exec start (JG_START_SPAWN=1).
+ */
+static int sub_no_inherited_fds(int argc, char **argv)
+{
+    struct tpipe a, b;
+    tpipe_open(&a);
+    tpipe_open(&b);
+    bool lazy = getenv("JG_TEST_LAZY") != NULL;
+    if (!lazy)
+        T_OK(jg_main_init(argc, argv));
+    else if (threads_now() != 1)
+        T_SKIP("this build runs threads of its own: no lazy start");
+
+    /* A pool worker: alive once it has answered. */
+    struct jg_process_pool_opts o = { .workers = 1 };
+    struct jg_executor *ex;
+    T_OK(jg_process_pool_create(&ex, &o));
+    T_ASSERT(result_i32(submit(ex, "getpid", NULL, 0)) != getpid());
+    int32_t refs = result_i32(submit(ex, "pipe_refs", &a.ino,
+                                     sizeof(a.ino)));
+    expect_eof(&a, "process pool worker");
+    T_EQ(refs, 0);
+    jg_executor_destroy(ex);
+
+    /* A jg_process child: it counts, then another one lives while we
+     * close our end. */
+    struct jg_process *p;
+    const void *out;
+    size_t n;
+    T_OK(jg_process_start(&p, "pipe_refs", &b.ino, sizeof(b.ino)));
+    T_OK(jg_process_join(p, JG_SEC(30)));
+    T_OK(jg_process_output(p, &out, &n));
+    T_EQ(n, sizeof(refs));
+    memcpy(&refs, out, sizeof(refs));
+    jg_process_destroy(p);
+    T_OK(jg_process_start(&p, "hang", NULL, 0));
+    expect_eof(&b, "jg_process child");
+    T_EQ(refs, 0);
+    jg_process_destroy(p);
+    return 0;
+}
+
+static void test_children_inherit_no_fds_fork_server(void)
+{
+    T_EQ(run_self("sub_no_inherited_fds", NULL), 0);
+}
+
+static void test_children_inherit_no_fds_lazy_start(void)
+{
+    int rc = run_self("sub_no_inherited_fds", "JG_TEST_LAZY=1");
+    if (rc == 77)
+        T_SKIP_CASE("threads run before main()");
+    T_EQ(rc, 0);
+}
+
+static void test_children_inherit_no_fds_spawn(void)
+{
+    T_EQ(run_self("sub_no_inherited_fds", "JG_START_SPAWN=1"), 0);
+}
+
 /* ---- in a fresh copy: the lazy fork-server start ------------------------- */
 
 static int sub_lazy_start(void)
@@ -142,10 +307,15 @@ static void test_lazy_fork_server_start(void)
 int main(int argc, char **argv)
 {
     static const struct t_case cases[] = {
+        T_CASE(test_children_inherit_no_fds_fork_server),
+        T_CASE(test_children_inherit_no_fds_lazy_start),
+        T_CASE(test_children_inherit_no_fds_spawn),
         T_CASE(test_lazy_fork_server_start),
     };
 
-    /* The sub-cases come first: before the fork server. */
+    /* The sub-cases come first: they open fds before the fork server. */
+    if (argc > 1 && strcmp(argv[1], "sub_no_inherited_fds") == 0)
+        return sub_no_inherited_fds(argc, argv);
     if (argc > 1 && strcmp(argv[1], "sub_lazy_start") == 0)
         return sub_lazy_start();
     T_OK(jg_main_init(argc, argv));
