@@ -9,6 +9,11 @@
  *  - the lazy start docs/processes.md promises: without jg_main_init, the
  *    first pool or jg_process of a single-threaded program starts the fork
  *    server itself (a command name with spaces and ')' included).
+ *  - the process pool trusts no length a worker wrote: a task that forges
+ *    its worker's reply (a spilled result shorter than the reply says, an
+ *    fd that is no memfd, a spilled error), or shrinks the shared region,
+ *    fails only its own future; the parent never takes SIGBUS, the same
+ *    worker goes on serving.
  * Cases that need a program in its first moments run in a fresh copy of
  * this test (run_self), which opens its pipes before anything else.
  */
@@ -16,7 +21,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -91,6 +99,235 @@ static int t_pipe_refs(const void *in, size_t n, struct jg_task_out *out)
     return jg_task_out_write(out, &c, sizeof(c));
 }
 JG_TASK("pipe_refs", t_pipe_refs)
+
+/* ---- a worker forging its replies ---------------------------------------- */
+
+/*
+ * The worker's shared region as src/pool_process.c lays it out (a test of
+ * the parent's distrust has to speak the wire format): a header page, the
+ * request ring, the reply ring; records are 8-aligned.
+ */
+#define F_RING_CAP (256u << 10)
+#define F_PAGE_HDR 4096u
+#define F_REC_REPLY 3
+#define F_REC_WRAP 0x7777
+#define F_REC_SPILL 1
+
+struct f_rec {
+    uint32_t size;
+    uint16_t kind;
+    uint16_t flags;
+    uint64_t id;
+    uint32_t namelen;
+    int32_t code;
+    uint64_t len;
+    int64_t ns;
+};
+
+struct f_ring {
+    _Atomic uint64_t head;
+    char pad1[56];
+    _Atomic uint64_t tail;
+    char pad2[56];
+};
+
+struct f_wpage {
+    struct f_ring req, rep;
+    _Atomic uint32_t w_sleep, m_sleep, stop;
+    uint32_t max_tasks;
+    _Atomic uint64_t cur_id;
+    _Atomic int64_t cur_start;
+};
+
+enum {
+    FORGE_SHORT_MEMFD = 1,      /* spilled: 64 MiB said, 4 KiB sent */
+    FORGE_NOT_MEMFD = 2,        /* spilled: a pipe sent instead */
+    FORGE_SPILLED_ERROR = 3,    /* an error "spilled", no fd */
+    FORGE_SHRINK_REGION = 4,    /* ftruncate the shared region */
+};
+
+/* The worker's shared region: its one memfd:jg-worker mapping. */
+static struct f_wpage *find_region(char *range, size_t size)
+{
+    char line[512];
+    void *at = NULL;
+    int found = 0;
+    FILE *fp = fopen("/proc/self/maps", "r");
+    if (!fp)
+        return NULL;
+    while (fgets(line, sizeof(line), fp)) {
+        if (!strstr(line, "/memfd:jg-worker"))
+            continue;
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) != 2)
+            continue;
+        at = (void *)lo;
+        snprintf(range, size, "%lx-%lx", lo, hi);
+        found++;
+    }
+    fclose(fp);
+    return found == 1 ? at : NULL;
+}
+
+/* The fd whose link reads `what`, or the unix SEQPACKET socket if NULL. */
+static int find_fd(const char *what)
+{
+    int found = -1;
+
+    for (int fd = 3; fd < 1024; fd++) {
+        char path[64], link[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        ssize_t k = readlink(path, link, sizeof(link) - 1);
+        if (k <= 0)
+            continue;
+        link[k] = '\0';
+        if (what) {
+            if (strcmp(link, what) == 0)
+                found = found < 0 ? fd : -2;
+            continue;
+        }
+        int type;
+        socklen_t len = sizeof(type);
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+            type == SOCK_SEQPACKET)
+            found = found < 0 ? fd : -2;
+    }
+    return found;
+}
+
+static int send_one_fd(int sock, int fd)
+{
+    char byte = 0;
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } c;
+    struct iovec iov = { &byte, 1 };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = c.buf,
+                         .msg_controllen = sizeof(c.buf) };
+    memset(&c, 0, sizeof(c));
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+/*
+ * Publish a forged reply for the running task where the worker's own
+ * reply will go (so the ring stays consistent: the worker later writes
+ * its real one over it and publishes the same head, which the parent has
+ * passed), wake the parent and wait until it has taken the forgery.
+ */
+static int forge_reply(struct f_wpage *pg, uint16_t flags, int32_t code,
+                       uint64_t len)
+{
+    char *buf = (char *)pg + F_PAGE_HDR + F_RING_CAP;
+    uint64_t head = atomic_load(&pg->rep.head);
+    uint64_t off = head & (F_RING_CAP - 1);
+    const uint64_t size = sizeof(struct f_rec);
+
+    if (F_RING_CAP - off < size) {
+        struct f_rec *w = (struct f_rec *)(void *)(buf + off);
+        w->size = (uint32_t)(F_RING_CAP - off);
+        w->kind = F_REC_WRAP;
+        head += F_RING_CAP - off;
+        off = 0;
+    }
+    struct f_rec *r = (struct f_rec *)(void *)(buf + off);
+    r->kind = F_REC_REPLY;
+    r->flags = flags;
+    r->id = atomic_load(&pg->cur_id);
+    r->namelen = 0;
+    r->code = code;
+    r->len = len;
+    r->ns = 0;
+    r->size = (uint32_t)size;
+    atomic_store(&pg->rep.head, head + size);
+    int efd = find_fd("anon_inode:[eventfd]");
+    if (efd < 0)
+        return -ENOENT;
+    atomic_store(&pg->m_sleep, 0);
+    uint64_t one = 1;
+    if (write(efd, &one, sizeof(one)) != sizeof(one))
+        return -errno;
+    for (int i = 0; i < 30000; i++) {
+        if (atomic_load(&pg->rep.tail) >= head + size)
+            return 0;
+        usleep(1000);
+    }
+    return -ETIMEDOUT;
+}
+
+static int t_forge(const void *in, size_t n, struct jg_task_out *out)
+{
+    int32_t mode, rc = 0;
+    char range[64];
+    if (n != sizeof(mode))
+        return jg_task_fail(out, -EINVAL, "want a mode");
+    memcpy(&mode, in, sizeof(mode));
+    struct f_wpage *pg = find_region(range, sizeof(range));
+    int sock = find_fd(NULL);
+    if (!pg || sock < 0)
+        return jg_task_fail(out, -ENOENT, "no region or socket found");
+
+    if (mode == FORGE_SHRINK_REGION) {
+        /* The region's fd is closed, but the mapping names its file. */
+        char path[128];
+        snprintf(path, sizeof(path), "/proc/self/map_files/%s", range);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+            rc = 1;             /* cannot reach it here: skipped */
+        else if (ftruncate(fd, 0) < 0)
+            rc = -errno;        /* sealed: -EPERM */
+        if (fd >= 0)
+            close(fd);
+        return jg_task_out_write(out, &rc, sizeof(rc));
+    }
+    if (mode == FORGE_SHORT_MEMFD || mode == FORGE_NOT_MEMFD) {
+        int fd, p[2] = { -1, -1 };
+        if (mode == FORGE_SHORT_MEMFD) {
+            fd = memfd_create("forged", MFD_CLOEXEC);
+            if (fd < 0 || ftruncate(fd, 4096) < 0)
+                return jg_task_fail(out, -errno, "memfd");
+        } else {
+            if (pipe(p) < 0)
+                return jg_task_fail(out, -errno, "pipe");
+            fd = p[0];
+        }
+        if ((rc = send_one_fd(sock, fd)) == 0)
+            rc = forge_reply(pg, F_REC_SPILL, 0, (uint64_t)64 << 20);
+        close(fd);
+        if (p[1] >= 0)
+            close(p[1]);
+    } else if (mode == FORGE_SPILLED_ERROR) {
+        rc = forge_reply(pg, F_REC_SPILL, -EIO, 1000);
+    }
+    /* The real reply, empty and so as big as the forgery, goes where the
+     * forged one was. */
+    return rc < 0 ? jg_task_fail(out, rc, "forging failed") : 0;
+}
+JG_TASK("forge", t_forge)
+
+/* A result of the size asked, each byte its index mod 251. */
+static int t_pattern(const void *in, size_t n, struct jg_task_out *out)
+{
+    uint64_t len;
+    if (n != sizeof(len))
+        return jg_task_fail(out, -EINVAL, "want a length");
+    memcpy(&len, in, sizeof(len));
+    char *p = malloc(len ? len : 1);
+    if (!p)
+        return jg_task_fail(out, -ENOMEM, "no memory");
+    for (uint64_t i = 0; i < len; i++)
+        p[i] = (char)(i % 251);
+    int rc = jg_task_out_write(out, p, len);
+    free(p);
+    return rc;
+}
+JG_TASK("pattern", t_pattern)
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -304,6 +541,84 @@ static void test_lazy_fork_server_start(void)
     T_EQ(rc, 0);
 }
 
+/* ---- the parent trusts no length a worker wrote -------------------------- */
+
+static void check_pattern(struct jg_executor *ex, uint64_t len)
+{
+    struct jg_future *f = submit(ex, "pattern", &len, sizeof(len));
+    const void *p;
+    size_t n;
+    T_OK(jg_future_bytes(f, &p, &n, JG_SEC(60)));
+    T_EQ(n, len);
+    for (uint64_t i = 0; i < len; i++)
+        if (((const unsigned char *)p)[i] != (unsigned char)(i % 251))
+            T_FAIL_("result of %llu bytes differs at byte %llu",
+                    (unsigned long long)len, (unsigned long long)i);
+    jg_future_unref(f);
+}
+
+static void test_forged_reply_fails_only_its_task(void)
+{
+    static const struct {
+        int32_t mode;
+        const char *what;
+    } forgeries[] = {
+        { FORGE_SHORT_MEMFD, "spilled result shorter than said" },
+        { FORGE_NOT_MEMFD, "spilled result not a memfd" },
+        { FORGE_SPILLED_ERROR, "spilled error" },
+    };
+    struct jg_process_pool_opts o = { .workers = 1 };
+    struct jg_executor *ex;
+    T_OK(jg_process_pool_create(&ex, &o));
+    int32_t pid = result_i32(submit(ex, "getpid", NULL, 0));
+
+    for (size_t k = 0; k < sizeof(forgeries) / sizeof(forgeries[0]); k++) {
+        fprintf(stderr, "   %s\n", forgeries[k].what);
+        struct jg_future *f = submit(ex, "forge", &forgeries[k].mode,
+                                     sizeof(int32_t));
+        /* Queued behind it on the same worker: these come back right. */
+        struct jg_future *g[4];
+        for (uint64_t i = 0; i < 4; i++)
+            g[i] = submit(ex, "square", &i, sizeof(i));
+        T_ERR(jg_future_result(f, NULL, JG_SEC(60)), -EPROTO);
+        const char *msg = jg_future_error_message(f);
+        T_ASSERT(msg && strstr(msg, "worker"));
+        fprintf(stderr, "   -> %s\n", msg);
+        jg_future_unref(f);
+        for (uint64_t i = 0; i < 4; i++) {
+            const void *p;
+            size_t len;
+            uint64_t v;
+            T_OK(jg_future_bytes(g[i], &p, &len, JG_SEC(60)));
+            T_EQ(len, sizeof(v));
+            memcpy(&v, p, sizeof(v));
+            T_EQ(v, i * i);
+            jg_future_unref(g[i]);
+        }
+        /* The same worker serves on; real spilled results still work. */
+        T_EQ(result_i32(submit(ex, "getpid", NULL, 0)), pid);
+        check_pattern(ex, 100000);
+    }
+    jg_executor_destroy(ex);
+}
+
+static void test_worker_cannot_shrink_shared_region(void)
+{
+    struct jg_process_pool_opts o = { .workers = 1 };
+    struct jg_executor *ex;
+    T_OK(jg_process_pool_create(&ex, &o));
+    int32_t mode = FORGE_SHRINK_REGION;
+    int32_t rc = result_i32(submit(ex, "forge", &mode, sizeof(mode)));
+    if (rc == 1) {
+        jg_executor_destroy(ex);
+        T_SKIP_CASE("/proc/self/map_files cannot be opened here");
+    }
+    /* Sealed against shrinking: a SIGBUS in the parent otherwise. */
+    T_ERR(rc, -EPERM);
+    check_pattern(ex, 100);
+    jg_executor_destroy(ex);
+}
+
 int main(int argc, char **argv)
 {
     static const struct t_case cases[] = {
@@ -311,6 +626,8 @@ int main(int argc, char **argv)
         T_CASE(test_children_inherit_no_fds_lazy_start),
         T_CASE(test_children_inherit_no_fds_spawn),
         T_CASE(test_lazy_fork_server_start),
+        T_CASE(test_forged_reply_fails_only_its_task),
+        T_CASE(test_worker_cannot_shrink_shared_region),
     };
 
     /* The sub-cases come first: they open fds before the fork server. */
