@@ -384,6 +384,10 @@ static bool run_request(struct wstate *ws, struct rec *r)
         const char *m = ws->out.msg ? ws->out.msg : "";
         size_t ml = strlen(m);
         put_reply(ws, r->id, code, m, ml < MSG_MAX ? ml : MSG_MAX, ns);
+    } else if (r->kind == REC_INIT) {
+        /* An initializer's bytes go nowhere: sending them would only
+         * cost a spill. */
+        put_reply(ws, r->id, 0, NULL, 0, ns);
     } else {
         put_reply(ws, r->id, 0, ws->out.p, ws->out.len, ns);
     }
@@ -946,9 +950,13 @@ static bool drain(struct pool *p, struct worker *w)
             break;
         }
         if (r->id == 0) {
+            /* The initializer's reply; its bytes, if any, are dropped. */
+            bool spilled = r->flags & REC_SPILL;
+            if (spilled)
+                drop_spilled(w);
             if (r->code < 0)
                 set_broken(p, r->code, (const char *)(r + 1),
-                           r->len < MSG_MAX ? r->len : MSG_MAX);
+                           spilled ? 0 : r->len < MSG_MAX ? r->len : MSG_MAX);
             else
                 w->inited = true;
         } else {

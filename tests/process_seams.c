@@ -13,7 +13,8 @@
  *    its worker's reply (a spilled result shorter than the reply says, an
  *    fd that is no memfd, a spilled error), or shrinks the shared region,
  *    fails only its own future; the parent never takes SIGBUS, the same
- *    worker goes on serving.
+ *    worker goes on serving. An initializer's large output leaves the
+ *    results of later tasks intact.
  * Cases that need a program in its first moments run in a fresh copy of
  * this test (run_self), which opens its pipes before anything else.
  */
@@ -310,6 +311,17 @@ static int t_forge(const void *in, size_t n, struct jg_task_out *out)
     return rc < 0 ? jg_task_fail(out, rc, "forging failed") : 0;
 }
 JG_TASK("forge", t_forge)
+
+/* An initializer whose output is large: spilled, and worth nothing. */
+static int t_big_init(const void *in, size_t n, struct jg_task_out *out)
+{
+    static char junk[100000];
+    (void)in;
+    (void)n;
+    memset(junk, 'j', sizeof(junk));
+    return jg_task_out_write(out, junk, sizeof(junk));
+}
+JG_TASK("big_init", t_big_init)
 
 /* A result of the size asked, each byte its index mod 251. */
 static int t_pattern(const void *in, size_t n, struct jg_task_out *out)
@@ -619,6 +631,18 @@ static void test_worker_cannot_shrink_shared_region(void)
     jg_executor_destroy(ex);
 }
 
+static void test_large_init_output_leaves_results_intact(void)
+{
+    struct jg_process_pool_opts o = { .workers = 1,
+                                      .init_task = "big_init" };
+    struct jg_executor *ex;
+    T_OK(jg_process_pool_create(&ex, &o));
+    /* Larger and smaller than the initializer's spilled output. */
+    check_pattern(ex, 300000);
+    check_pattern(ex, 50000);
+    jg_executor_destroy(ex);
+}
+
 int main(int argc, char **argv)
 {
     static const struct t_case cases[] = {
@@ -628,6 +652,7 @@ int main(int argc, char **argv)
         T_CASE(test_lazy_fork_server_start),
         T_CASE(test_forged_reply_fails_only_its_task),
         T_CASE(test_worker_cannot_shrink_shared_region),
+        T_CASE(test_large_init_output_leaves_results_intact),
     };
 
     /* The sub-cases come first: they open fds before the fork server. */
