@@ -316,8 +316,7 @@ static int server_start(void)
 
     if (jg__sys_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    /* Buffered output would be written twice: by us and by a child. */
-    fflush(NULL);
+    /* The caller flushed stdio before it took the lock (lock_for_start). */
     server_parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -418,7 +417,6 @@ static int spawn_child(int kind, const int *fds, int nfds, pid_t *pid)
                              POSIX_SPAWN_SETSIGDEF);
     char *argv[] = { saved_argv0 ? saved_argv0 : (char *)"juggle-worker",
                      NULL };
-    fflush(NULL);
     rc = posix_spawn(pid, "/proc/self/exe", &fa, &at, argv, envp);
     posix_spawnattr_destroy(&at);
     posix_spawn_file_actions_destroy(&fa);
@@ -452,6 +450,41 @@ static _Noreturn void spawned_child(const char *marker)
 
 /* ---- public -------------------------------------------------------------- */
 
+static bool spawn_env(void)
+{
+    const char *s = getenv("JG_START_SPAWN");
+    return s && strcmp(s, "1") == 0;
+}
+
+/*
+ * Whether a start of `kind` (0: only make ready) must flush stdio first:
+ * forking the server would copy our buffers (written twice, by us and by
+ * a child), and a re-executed jg_process child should not print before
+ * output we buffered earlier. Workers started by a pool's manager never
+ * flush: that thread must not wait on the locks of the program's streams.
+ * Called with fs_lock held; the flush itself is made without it (a
+ * stream's write may park its green thread - a fopencookie stream over
+ * cooperative I/O - and another green thread of the hub would then block
+ * the hub on the lock).
+ */
+static bool flush_wanted_locked(int kind)
+{
+    if (spawn_mode || spawn_env())
+        return kind == JG__CHILD_PROCESS;
+    return fs_sock < 0;
+}
+
+/* Take fs_lock, flushing stdio first if the start needs it. */
+static void lock_for_start(int kind)
+{
+    pthread_mutex_lock(&fs_lock);
+    if (flush_wanted_locked(kind)) {
+        pthread_mutex_unlock(&fs_lock);
+        fflush(NULL);
+        pthread_mutex_lock(&fs_lock);
+    }
+}
+
 int jg_main_init(int argc, char **argv)
 {
     const char *marker = getenv(CHILD_ENV);
@@ -461,11 +494,10 @@ int jg_main_init(int argc, char **argv)
         return -EINVAL;
     if (marker)
         spawned_child(marker);
-    pthread_mutex_lock(&fs_lock);
+    lock_for_start(0);
     if (argc > 0 && argv[0] && !saved_argv0)
         saved_argv0 = strdup(argv[0]);
-    const char *s = getenv("JG_START_SPAWN");
-    if (s && strcmp(s, "1") == 0)
+    if (spawn_env())
         spawn_mode = true;
     else if (fs_sock < 0)
         rc = server_start();
@@ -478,8 +510,7 @@ static int ready_locked(void)
 {
     if (spawn_mode || fs_sock >= 0)
         return 0;
-    const char *s = getenv("JG_START_SPAWN");
-    if (s && strcmp(s, "1") == 0) {
+    if (spawn_env()) {
         spawn_mode = true;
         return 0;
     }
@@ -495,7 +526,7 @@ static int ready_locked(void)
 
 int jg__child_ready(void)
 {
-    pthread_mutex_lock(&fs_lock);
+    lock_for_start(0);
     int rc = ready_locked();
     pthread_mutex_unlock(&fs_lock);
     return rc;
@@ -509,7 +540,7 @@ int jg__child_start(int kind, const int *fds, int nfds, pid_t *pid,
     if ((kind != JG__CHILD_WORKER && kind != JG__CHILD_PROCESS) ||
         nfds < 0 || nfds > JG__CHILD_MAXFD || !pid || !pidfd)
         return -EINVAL;
-    pthread_mutex_lock(&fs_lock);
+    lock_for_start(kind);
     rc = ready_locked();
     if (rc == 0)
         rc = spawn_mode ? spawn_child(kind, fds, nfds, pid)

@@ -8,7 +8,11 @@
  *    sees EOF once the program closes its write end;
  *  - the lazy start docs/processes.md promises: without jg_main_init, the
  *    first pool or jg_process of a single-threaded program starts the fork
- *    server itself (a command name with spaces and ')' included).
+ *    server itself (a command name with spaces and ')' included);
+ *  - no lock of the fork server is held across a call that can park:
+ *    starting a child flushes stdio, and a stream whose write parks (a
+ *    fopencookie stream over cooperative I/O) parks its green thread while
+ *    another green thread of the hub starts a child of its own;
  *  - the process pool trusts no length a worker wrote: a task that forges
  *    its worker's reply (a spilled result shorter than the reply says, an
  *    fd that is no memfd, a spilled error), or shrinks the shared region,
@@ -553,6 +557,86 @@ static void test_lazy_fork_server_start(void)
     T_EQ(rc, 0);
 }
 
+/* ---- in a fresh copy: a start whose stdio flush parks -------------------- */
+
+static int t_echo(const void *in, size_t n, struct jg_task_out *out)
+{
+    int rc = jg_task_out_write(out, "echo:", 5);
+    return rc < 0 ? rc : jg_task_out_write(out, in, n);
+}
+JG_TASK("echo", t_echo)
+
+static _Atomic int parked_writes;
+
+/* A stream's write that parks its green thread, the first time only. */
+static ssize_t parking_write(void *cookie, const char *buf, size_t n)
+{
+    (void)cookie;
+    (void)buf;
+    if (atomic_fetch_add(&parked_writes, 1) == 0 && jg_current())
+        jg_sleep(JG_MS(50));
+    return (ssize_t)n;
+}
+
+static void *start_echo(void *arg)
+{
+    const char *in = arg;
+    struct jg_process *p;
+    const void *out;
+    size_t n;
+
+    int rc = jg_process_start(&p, "echo", in, strlen(in));
+    if (rc < 0)
+        return JG_ERR(rc);
+    if ((rc = jg_process_join(p, JG_SEC(30))) == 0 &&
+        (rc = jg_process_output(p, &out, &n)) == 0 &&
+        (n != strlen(in) + 5 || memcmp((const char *)out + 5, in, n - 5)))
+        rc = -EBADMSG;
+    jg_process_destroy(p);
+    return JG_ERR(rc);
+}
+
+/* Started with JG_START_SPAWN=1 (every start flushes) or for the lazy
+ * start (JG_TEST_LAZY=1: the first start flushes before its fork). */
+static int sub_start_while_flush_parks(int argc, char **argv)
+{
+    if (!getenv("JG_TEST_LAZY"))
+        T_OK(jg_main_init(argc, argv));
+    else if (threads_now() != 1)
+        T_SKIP("this build runs threads of its own: no lazy start");
+    /* A hang is the failure: end it, do not wait for ctest's timeout. */
+    alarm(60);
+    cookie_io_functions_t io = { .write = parking_write };
+    FILE *fp = fopencookie(NULL, "w", io);
+    T_ASSERT(fp);
+    setvbuf(fp, NULL, _IOFBF, 4096);
+    fputs("buffered, flushed by the first start", fp);
+
+    /* The first parks in the flush; the second starts meanwhile, on the
+     * same hub. */
+    static char first[] = "first", second[] = "second";
+    struct jg_green *a, *b;
+    void *ra, *rb;
+    T_OK(jg_spawn(&a, start_echo, first, NULL));
+    T_OK(jg_spawn(&b, start_echo, second, NULL));
+    T_OK(jg_join(a, &ra, JG_SEC(30)));
+    T_OK(jg_join(b, &rb, JG_SEC(30)));
+    T_EQ(JG_ERR_CODE(ra), 0);
+    T_EQ(JG_ERR_CODE(rb), 0);
+    T_ASSERT(atomic_load(&parked_writes) >= 1);
+    fclose(fp);
+    return 0;
+}
+
+static void test_start_while_stdio_flush_parks(void)
+{
+    T_EQ(run_self("sub_start_while_flush_parks", "JG_START_SPAWN=1"), 0);
+    int rc = run_self("sub_start_while_flush_parks", "JG_TEST_LAZY=1");
+    if (rc == 77)
+        T_SKIP_CASE("threads run before main(): no lazy start");
+    T_EQ(rc, 0);
+}
+
 /* ---- the parent trusts no length a worker wrote -------------------------- */
 
 static void check_pattern(struct jg_executor *ex, uint64_t len)
@@ -650,6 +734,7 @@ int main(int argc, char **argv)
         T_CASE(test_children_inherit_no_fds_lazy_start),
         T_CASE(test_children_inherit_no_fds_spawn),
         T_CASE(test_lazy_fork_server_start),
+        T_CASE(test_start_while_stdio_flush_parks),
         T_CASE(test_forged_reply_fails_only_its_task),
         T_CASE(test_worker_cannot_shrink_shared_region),
         T_CASE(test_large_init_output_leaves_results_intact),
@@ -660,6 +745,8 @@ int main(int argc, char **argv)
         return sub_no_inherited_fds(argc, argv);
     if (argc > 1 && strcmp(argv[1], "sub_lazy_start") == 0)
         return sub_lazy_start();
+    if (argc > 1 && strcmp(argv[1], "sub_start_while_flush_parks") == 0)
+        return sub_start_while_flush_parks(argc, argv);
     T_OK(jg_main_init(argc, argv));
     return t_run(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }
