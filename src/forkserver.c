@@ -111,13 +111,14 @@ static long thread_count(void)
     if (n <= 0)
         return -1;
     buf[n] = '\0';
-    /* The command name may hold spaces and parentheses: skip past the
-     * last ')', then field 3 (state) is first; field 20 is 17 later. */
+    /* The command name (field 2) may hold spaces and parentheses: skip
+     * past the last ')'. p then points at the space before field 3; each
+     * further space moves one field on, so field 20 is 17 spaces later. */
     char *p = strrchr(buf, ')');
     if (!p)
         return -1;
     p++;
-    for (int field = 2; field < 20 && p; field++)
+    for (int field = 3; field < 20 && p; field++)
         p = strchr(p + 1, ' ');
     return p ? strtol(p + 1, NULL, 10) : -1;
 }
@@ -235,8 +236,35 @@ static pid_t clone_parent(void)
     return (pid_t)pid;
 }
 
+/*
+ * In the server: close every fd but 0, 1, 2 and keep. fork copied all of
+ * the program's fds, close-on-exec or not (its hub's epoll and eventfd,
+ * the pipes and sockets it opened before jg_main_init or the lazy start),
+ * and every child cloned from here would hold them too: a pipe's reader
+ * in the program would never see EOF while a worker lives.
+ */
+static void close_inherited(int keep)
+{
+    int lo = 3;
+
+    if (keep > lo && jg__sys_close_range((unsigned)lo, (unsigned)keep - 1,
+                                         0) < 0 && errno == ENOSYS) {
+        for (int fd = lo; fd < keep; fd++)
+            jg__sys_close(fd);
+    }
+    if (keep >= lo)
+        lo = keep + 1;
+    if (jg__sys_close_range((unsigned)lo, ~0u, 0) < 0 && errno == ENOSYS) {
+        /* Before Linux 5.9: one by one, up to the fd limit. */
+        long max = sysconf(_SC_OPEN_MAX);
+        for (long fd = lo; fd < max; fd++)
+            jg__sys_close((int)fd);
+    }
+}
+
 static _Noreturn void server_main(int sock)
 {
+    close_inherited(sock);
     /* Ctrl-C goes to the whole process group: the server outlives it so a
      * program that handles SIGINT keeps working pools. Its children get
      * default dispositions back (reset_signals). */
@@ -288,8 +316,7 @@ static int server_start(void)
 
     if (jg__sys_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    /* Buffered output would be written twice: by us and by a child. */
-    fflush(NULL);
+    /* The caller flushed stdio before it took the lock (lock_for_start). */
     server_parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -333,6 +360,12 @@ static int server_clone(int kind, const int *fds, int nfds, pid_t *pid)
 
 /* ---- re-exec (JG_START_SPAWN=1) ------------------------------------------ */
 
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
 static int spawn_child(int kind, const int *fds, int nfds, pid_t *pid)
 {
     char marker[64];
@@ -363,10 +396,18 @@ static int spawn_child(int kind, const int *fds, int nfds, pid_t *pid)
         free(envp);
         return -rc;
     }
-    /* dup2(fd, fd) clears FD_CLOEXEC (glibc >= 2.29): only these fds
-     * reach the new program. */
-    for (int i = 0; i < nfds; i++)
-        posix_spawn_file_actions_adddup2(&fa, fds[i], fds[i]);
+    /* Only these fds (and 0, 1, 2) reach the new program: every fd the
+     * program opened without O_CLOEXEC would be inherited otherwise (a
+     * pipe's write end held by a worker, its reader never sees EOF). */
+    int pass[JG__CHILD_MAXFD];
+    memcpy(pass, fds, sizeof(int) * (size_t)nfds);
+    qsort(pass, (size_t)nfds, sizeof(int), cmp_int);
+    rc = jg__spawn_fd_actions(&fa, pass, (size_t)nfds);
+    if (rc < 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        free(envp);
+        return rc;
+    }
     posix_spawnattr_init(&at);
     sigemptyset(&none);
     sigfillset(&all);
@@ -376,7 +417,6 @@ static int spawn_child(int kind, const int *fds, int nfds, pid_t *pid)
                              POSIX_SPAWN_SETSIGDEF);
     char *argv[] = { saved_argv0 ? saved_argv0 : (char *)"juggle-worker",
                      NULL };
-    fflush(NULL);
     rc = posix_spawn(pid, "/proc/self/exe", &fa, &at, argv, envp);
     posix_spawnattr_destroy(&at);
     posix_spawn_file_actions_destroy(&fa);
@@ -410,6 +450,41 @@ static _Noreturn void spawned_child(const char *marker)
 
 /* ---- public -------------------------------------------------------------- */
 
+static bool spawn_env(void)
+{
+    const char *s = getenv("JG_START_SPAWN");
+    return s && strcmp(s, "1") == 0;
+}
+
+/*
+ * Whether a start of `kind` (0: only make ready) must flush stdio first:
+ * forking the server would copy our buffers (written twice, by us and by
+ * a child), and a re-executed jg_process child should not print before
+ * output we buffered earlier. Workers started by a pool's manager never
+ * flush: that thread must not wait on the locks of the program's streams.
+ * Called with fs_lock held; the flush itself is made without it (a
+ * stream's write may park its green thread - a fopencookie stream over
+ * cooperative I/O - and another green thread of the hub would then block
+ * the hub on the lock).
+ */
+static bool flush_wanted_locked(int kind)
+{
+    if (spawn_mode || spawn_env())
+        return kind == JG__CHILD_PROCESS;
+    return fs_sock < 0;
+}
+
+/* Take fs_lock, flushing stdio first if the start needs it. */
+static void lock_for_start(int kind)
+{
+    pthread_mutex_lock(&fs_lock);
+    if (flush_wanted_locked(kind)) {
+        pthread_mutex_unlock(&fs_lock);
+        fflush(NULL);
+        pthread_mutex_lock(&fs_lock);
+    }
+}
+
 int jg_main_init(int argc, char **argv)
 {
     const char *marker = getenv(CHILD_ENV);
@@ -419,11 +494,10 @@ int jg_main_init(int argc, char **argv)
         return -EINVAL;
     if (marker)
         spawned_child(marker);
-    pthread_mutex_lock(&fs_lock);
+    lock_for_start(0);
     if (argc > 0 && argv[0] && !saved_argv0)
         saved_argv0 = strdup(argv[0]);
-    const char *s = getenv("JG_START_SPAWN");
-    if (s && strcmp(s, "1") == 0)
+    if (spawn_env())
         spawn_mode = true;
     else if (fs_sock < 0)
         rc = server_start();
@@ -436,8 +510,7 @@ static int ready_locked(void)
 {
     if (spawn_mode || fs_sock >= 0)
         return 0;
-    const char *s = getenv("JG_START_SPAWN");
-    if (s && strcmp(s, "1") == 0) {
+    if (spawn_env()) {
         spawn_mode = true;
         return 0;
     }
@@ -453,7 +526,7 @@ static int ready_locked(void)
 
 int jg__child_ready(void)
 {
-    pthread_mutex_lock(&fs_lock);
+    lock_for_start(0);
     int rc = ready_locked();
     pthread_mutex_unlock(&fs_lock);
     return rc;
@@ -467,7 +540,7 @@ int jg__child_start(int kind, const int *fds, int nfds, pid_t *pid,
     if ((kind != JG__CHILD_WORKER && kind != JG__CHILD_PROCESS) ||
         nfds < 0 || nfds > JG__CHILD_MAXFD || !pid || !pidfd)
         return -EINVAL;
-    pthread_mutex_lock(&fs_lock);
+    lock_for_start(kind);
     rc = ready_locked();
     if (rc == 0)
         rc = spawn_mode ? spawn_child(kind, fds, nfds, pid)

@@ -10,6 +10,7 @@
 #define JG_FORKSERVER_H
 
 #include <signal.h>
+#include <spawn.h>
 
 #include "internal.h"
 
@@ -42,6 +43,16 @@ JG_HIDDEN int jg__child_start(int kind, const int *fds, int nfds, pid_t *pid,
  * or -errno (-ECHILD: reaped elsewhere, e.g. SIGCHLD set to SIG_IGN).
  */
 JG_HIDDEN int jg__child_reap(int pidfd, bool block, siginfo_t *si);
+
+/*
+ * Add to fa what makes a spawned program hold only fds 0, 1, 2 and
+ * pass[0..n) (sorted ascending; their close-on-exec flag is cleared):
+ * every other fd is closed, inherited or not. The one place that decides
+ * which fds a child gets, for jg_subprocess and for re-executed workers
+ * and jg_process children. 0 or -errno.
+ */
+JG_HIDDEN int jg__spawn_fd_actions(posix_spawn_file_actions_t *fa,
+                                   const int *pass, size_t n);
 
 /* "killed by signal 9 (SIGKILL)" or "exited with status 3" after prefix. */
 JG_HIDDEN void jg__describe_exit(char *buf, size_t size, const char *prefix,

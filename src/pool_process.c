@@ -24,6 +24,7 @@
 
 #include "executor.h"
 #include "forkserver.h"
+#include "future.h"
 #include "sys.h"
 
 /* Bytes per ring (a power of two); records above INLINE_MAX spill. */
@@ -383,6 +384,10 @@ static bool run_request(struct wstate *ws, struct rec *r)
         const char *m = ws->out.msg ? ws->out.msg : "";
         size_t ml = strlen(m);
         put_reply(ws, r->id, code, m, ml < MSG_MAX ? ml : MSG_MAX, ns);
+    } else if (r->kind == REC_INIT) {
+        /* An initializer's bytes go nowhere: sending them would only
+         * cost a spill. */
+        put_reply(ws, r->id, 0, NULL, 0, ns);
     } else {
         put_reply(ws, r->id, 0, ws->out.p, ws->out.len, ns);
     }
@@ -593,14 +598,20 @@ static int write_request(struct pool *p, struct worker *w, int kind,
 static int worker_start(struct pool *p, struct worker *w)
 {
     int sv[2], rc;
-    int mfd = jg__sys_memfd_create("jg-worker", MFD_CLOEXEC);
+    int mfd = jg__sys_memfd_create("jg-worker",
+                                   MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
     if (mfd < 0)
         return -errno;
-    /* fallocate, so that exhaustion is an error now and not SIGBUS later. */
+    /* fallocate, so that exhaustion is an error now and not SIGBUS later;
+     * sealed at that size, so that no worker (a task may reopen the file
+     * through /proc/self/map_files) can shrink it under our mapping. */
     rc = fallocate(mfd, 0, 0, REGION_SIZE);
     if (rc < 0 && (errno == EOPNOTSUPP || errno == ENOSYS))
         rc = ftruncate(mfd, REGION_SIZE);
+    if (rc == 0)
+        rc = jg__sys_fcntl(mfd, F_ADD_SEALS,
+                           F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
     if (rc < 0) {
         rc = -errno;
         jg__sys_close(mfd);
@@ -807,12 +818,87 @@ static void kill_worker(struct worker *w)
     syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
 }
 
+/* Take and close the fd a spilled reply announced, if it is there. */
+static void drop_spilled(struct worker *w)
+{
+    int fd = recv_fd(w->sock, true);
+    if (fd >= 0)
+        jg__sys_close(fd);
+}
+
+/*
+ * Read the spilled result of r from its memfd into a malloc'd buffer (with
+ * a NUL after it, as jg_future_set_bytes keeps). The worker wrote r->len
+ * and chose the fd: both are checked against the file itself, and it is
+ * read, not mapped, so a file shorter than said (or shrunk meanwhile)
+ * gives an error here and never a SIGBUS. 0, or -errno with *why set.
+ */
+static int read_spilled(struct worker *w, const struct rec *r, char **out,
+                        const char **why)
+{
+    struct stat st;
+    int fd = recv_fd(w->sock, true);
+
+    if (fd < 0) {
+        *why = "the worker's result was lost";
+        return -EIO;
+    }
+    int rc = -EPROTO;
+    char *buf = NULL;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        (uint64_t)st.st_size != r->len || r->len >= SIZE_MAX) {
+        *why = "the worker's reply is malformed: its result file does not "
+               "match the length it gave";
+        goto out;
+    }
+    size_t len = (size_t)r->len, got = 0;
+    if (!(buf = malloc(len + 1))) {
+        rc = -ENOMEM;
+        *why = "no memory for the worker's result";
+        goto out;
+    }
+    while (got < len) {
+        ssize_t k = jg__sys_pread(fd, buf + got, len - got, (off_t)got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            rc = k < 0 ? -EIO : -EPROTO;
+            *why = k < 0 ? "the worker's result could not be read"
+                         : "the worker's reply is malformed: its result "
+                           "file shrank";
+            goto out;
+        }
+        got += (size_t)k;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    buf = NULL;
+    rc = 0;
+out:
+    free(buf);
+    jg__sys_close(fd);
+    return rc;
+}
+
+/*
+ * Complete t from its reply r. ring_peek checked that r's inline bytes lie
+ * inside the record; a spilled result is checked by read_spilled. A reply
+ * that breaks the protocol fails this task only (-EPROTO): the ring itself
+ * is intact, so the worker goes on with the next one.
+ */
 static void complete(struct pool *p, struct worker *w, struct ptask *t,
                      const struct rec *r)
 {
     const char *payload = (const char *)(r + 1);
 
     if (r->code < 0) {
+        if (r->flags & REC_SPILL) {
+            /* Messages always travel inline. */
+            drop_spilled(w);
+            task_fail(p, t, -EPROTO, "the worker's reply is malformed: a "
+                      "spilled error");
+            return;
+        }
         char msg[MSG_MAX + 1];
         size_t n = r->len < MSG_MAX ? r->len : MSG_MAX;
         memcpy(msg, payload, n);
@@ -825,19 +911,14 @@ static void complete(struct pool *p, struct worker *w, struct ptask *t,
         task_free(p, t);
         return;
     }
-    int fd = recv_fd(w->sock, true);
-    if (fd < 0) {
-        task_fail(p, t, -EIO, "the worker's result was lost");
+    char *buf;
+    const char *why;
+    int rc = read_spilled(w, r, &buf, &why);
+    if (rc < 0) {
+        task_fail(p, t, rc, why);
         return;
     }
-    void *m = mmap(NULL, r->len, PROT_READ, MAP_PRIVATE, fd, 0);
-    jg__sys_close(fd);
-    if (m == MAP_FAILED) {
-        task_fail(p, t, -ENOMEM, "the worker's result could not be mapped");
-        return;
-    }
-    jg_future_set_bytes(t->f, m, r->len);
-    munmap(m, r->len);
+    jg__future_set_owned(t->f, buf, (size_t)r->len);
     task_free(p, t);
 }
 
@@ -869,9 +950,13 @@ static bool drain(struct pool *p, struct worker *w)
             break;
         }
         if (r->id == 0) {
+            /* The initializer's reply; its bytes, if any, are dropped. */
+            bool spilled = r->flags & REC_SPILL;
+            if (spilled)
+                drop_spilled(w);
             if (r->code < 0)
                 set_broken(p, r->code, (const char *)(r + 1),
-                           r->len < MSG_MAX ? r->len : MSG_MAX);
+                           spilled ? 0 : r->len < MSG_MAX ? r->len : MSG_MAX);
             else
                 w->inited = true;
         } else {

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "forkserver.h"
 #include "hub.h"
 #include "sys.h"
 
@@ -151,9 +152,10 @@ static int cmp_int(const void *a, const void *b)
  * Close every fd >= 3 in the child but pass[n] (sorted): their own dup2
  * clears close-on-exec (glibc >= 2.29 does so for oldfd == newfd), the
  * gaps below the largest are closed one by one, the rest with closefrom.
+ * An fd below 3 in pass[] is only kept open (0, 1 and 2 always are).
  */
-static int add_fd_actions(posix_spawn_file_actions_t *fa, const int *pass,
-                          size_t n)
+int jg__spawn_fd_actions(posix_spawn_file_actions_t *fa, const int *pass,
+                         size_t n)
 {
     int lo = 3, rc;
 
@@ -163,7 +165,8 @@ static int add_fd_actions(posix_spawn_file_actions_t *fa, const int *pass,
         for (; lo < pass[i]; lo++)
             if ((rc = posix_spawn_file_actions_addclose(fa, lo)))
                 return -rc;
-        lo = pass[i] + 1;
+        if (lo < pass[i] + 1)
+            lo = pass[i] + 1;
     }
     rc = posix_spawn_file_actions_addclosefrom_np(fa, lo);
     return -rc;
@@ -257,7 +260,7 @@ static int do_spawn(struct jg_subprocess *p, const char *const argv[],
         }
     }
     if (rc == 0)
-        rc = add_fd_actions(&fa, pass, pass ? o->npass_fds : 0);
+        rc = jg__spawn_fd_actions(&fa, pass, pass ? o->npass_fds : 0);
     if (rc == 0 && o->cwd)
         rc = -posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
     /* juggle's threads block every signal and the caller may ignore some

@@ -109,6 +109,13 @@ static inline int jg__sys_close(int fd)
     return (int)syscall(SYS_close, fd);
 }
 
+/* Close every fd in [lo, hi] (Linux 5.9; ENOSYS before). */
+static inline int jg__sys_close_range(unsigned lo, unsigned hi,
+                                      unsigned flags)
+{
+    return (int)syscall(SYS_close_range, lo, hi, flags);
+}
+
 /* fcntl for the commands that take an int (or nothing). */
 static inline int jg__sys_fcntl(int fd, int cmd, long arg)
 {
