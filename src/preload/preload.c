@@ -8,6 +8,7 @@
  */
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -42,6 +43,77 @@ void *jg__pl_resolve(struct jg__pl_sym *s)
 PL_SYM(write);
 PL_SYM(fcntl);
 PL_SYM(clock_gettime);
+
+/* ---- O_NONBLOCK borrowed for one call ---------------------------------------- */
+
+_Atomic bool jg__pl_nb_used;
+static pthread_mutex_t nb_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+void jg__pl_nb_lock(void)
+{
+    pthread_mutex_lock(&nb_mutex);
+}
+
+void jg__pl_nb_unlock(void)
+{
+    pthread_mutex_unlock(&nb_mutex);
+}
+
+int jg__pl_getfl(int fd)
+{
+    int fl = REAL(fcntl)(fd, F_GETFL);
+
+    /* Only a non-blocking answer can come from inside a window; outside
+     * one (under the lock) the flag is the user's own. */
+    if (fl >= 0 && (fl & O_NONBLOCK) &&
+        atomic_load_explicit(&jg__pl_nb_used, memory_order_acquire)) {
+        jg__pl_nb_lock();
+        fl = REAL(fcntl)(fd, F_GETFL);
+        jg__pl_nb_unlock();
+    }
+    return fl;
+}
+
+int jg__pl_nb_call(int fd, int (*op)(int fd, void *a), void *a)
+{
+    int r, e;
+
+    /* Seen by jg__pl_getfl before any window opens (the lock orders the
+     * rest). */
+    if (!atomic_load_explicit(&jg__pl_nb_used, memory_order_relaxed))
+        atomic_store(&jg__pl_nb_used, true);
+    jg__pl_nb_lock();
+    int fl = REAL(fcntl)(fd, F_GETFL);
+    if (fl < 0) {
+        r = -errno;
+    } else if (fl & O_NONBLOCK) {
+        /* Already non-blocking (another process's window, or the user's
+         * own behind our table's back): never "restore" that value. */
+        r = op(fd, a);
+        r = r < 0 ? -errno : r;
+    } else if (REAL(fcntl)(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        r = -errno;
+    } else {
+        r = op(fd, a);
+        e = errno;
+        (void)REAL(fcntl)(fd, F_SETFL, fl);
+        r = r < 0 ? -e : r;
+    }
+    jg__pl_nb_unlock();
+    return r;
+}
+
+/* A fork while a window is open would leave the child's copy of the lock
+ * held: forks wait for the window to close. */
+static void nb_prepare(void)
+{
+    jg__pl_nb_lock();
+}
+
+static void nb_after(void)
+{
+    jg__pl_nb_unlock();
+}
 
 /* ---- counters and the debug report ---------------------------------------- */
 
@@ -146,6 +218,7 @@ __attribute__((constructor)) static void pl_ctor(void)
     const char *d = getenv("JG_PATCH_DEBUG");
 
     debug = d && *d && strcmp(d, "0") != 0;
+    pthread_atfork(nb_prepare, nb_after, nb_after);
     /* A runtime in libjuggle.so, or a program exporting its own, may not
      * have found us yet if its constructor ran first: ask it to attach. */
     bool (*enabled)(void);
@@ -225,7 +298,7 @@ int jg__pl_fd_kind(int fd)
         return -EBADF;
     if (fstat(fd, &st) < 0)
         return -errno;
-    int fl = REAL(fcntl)(fd, F_GETFL);
+    int fl = jg__pl_getfl(fd);
     if (fl < 0)
         return -errno;
     bits = PL_K_KNOWN;

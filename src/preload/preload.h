@@ -159,6 +159,27 @@ JG_HIDDEN void jg__pl_fd_copy(int from, int to);
 JG_HIDDEN int64_t jg__pl_fd_timeout(int fd, bool snd);
 JG_HIDDEN void jg__pl_fd_set_timeout(int fd, bool snd, int64_t ns);
 
+/* ---- O_NONBLOCK borrowed for one call ---------------------------------------- */
+
+/*
+ * accept and connect have no per-call non-blocking flag: io.c sets
+ * O_NONBLOCK around the one system call (jg__pl_nb_call). The flag
+ * belongs to the file description, which other threads (and processes)
+ * may share, so every such window runs under one process-wide lock, and
+ * the calls that read or set the flag take it too once any window was
+ * ever opened: no thread of this process sees O_NONBLOCK it did not set,
+ * and no window ever restores a stale value. Nothing under the lock can
+ * park: it holds three fast system calls at most.
+ */
+JG_HIDDEN extern _Atomic bool jg__pl_nb_used;
+JG_HIDDEN void jg__pl_nb_lock(void);
+JG_HIDDEN void jg__pl_nb_unlock(void);
+/* fcntl(fd, F_GETFL) as the user's own setting, outside any window. */
+JG_HIDDEN int jg__pl_getfl(int fd);
+/* op(fd, a) with O_NONBLOCK set for just that call: op's result or
+ * -errno. A description already non-blocking is left as it is. */
+JG_HIDDEN int jg__pl_nb_call(int fd, int (*op)(int fd, void *a), void *a);
+
 /* ---- cooperative waits ----------------------------------------------------- */
 
 /*
