@@ -123,7 +123,21 @@ static const char *const names[PL_NNAMES] = {
 #undef PL_STR_
 };
 static _Atomic uint64_t calls[PL_NNAMES];
-static int debug;           /* JG_PATCH_DEBUG=1, read in the constructor */
+
+/* JG_PATCH_DEBUG=1. Read on first use, not in our constructor: the
+ * runtime's constructor may attach before ours runs. */
+static bool debug(void)
+{
+    static _Atomic int on = -1;
+    int v = atomic_load_explicit(&on, memory_order_relaxed);
+
+    if (v < 0) {
+        const char *d = getenv("JG_PATCH_DEBUG");
+        v = d && *d && strcmp(d, "0") != 0;
+        atomic_store_explicit(&on, v, memory_order_relaxed);
+    }
+    return v;
+}
 
 static void say(const char *a, const char *b, const char *c)
 {
@@ -148,7 +162,7 @@ void jg__pl_note(enum jg__pl_name name)
 {
     uint64_t was = atomic_fetch_add_explicit(&calls[name], 1,
                                              memory_order_relaxed);
-    if (unlikely(debug) && was == 0)
+    if (unlikely(was == 0) && debug())
         say("juggle-patch: ", names[name], " made cooperative");
 }
 
@@ -200,7 +214,7 @@ PL_EXPORT const struct jg__patch_pl *jg__preload_attach(
         return NULL;
     }
     if (jg__pl_rt) {
-        if (debug)
+        if (debug())
             say("juggle-patch: ", "a second runtime copy refused", "");
         return jg__pl_rt == rt ? &pl_table : NULL;
     }
@@ -208,16 +222,13 @@ PL_EXPORT const struct jg__patch_pl *jg__preload_attach(
     jg__pl_rt = rt;
     /* Release: a thread that sees the patch on sees the table above. */
     atomic_store_explicit(&jg__pl_on, rt->enabled, memory_order_release);
-    if (debug)
+    if (debug())
         say("juggle-patch: ", "attached", rt->enabled ? "" : " (off)");
     return &pl_table;
 }
 
 __attribute__((constructor)) static void pl_ctor(void)
 {
-    const char *d = getenv("JG_PATCH_DEBUG");
-
-    debug = d && *d && strcmp(d, "0") != 0;
     pthread_atfork(nb_prepare, nb_after, nb_after);
     /* A runtime in libjuggle.so, or a program exporting its own, may not
      * have found us yet if its constructor ran first: ask it to attach. */

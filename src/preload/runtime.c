@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "hub.h"
+#include "sys.h"
 #include "preload/abi.h"
 
 /* Referenced from juggle/patch.h so that static links keep this object. */
@@ -41,6 +42,20 @@ static int rt_sleep_until(int64_t deadline)
 static const char *rt_name(void)
 {
     return jg_name(NULL);
+}
+
+/* JG_PATCH_DEBUG=1, as the preload library reads it. */
+static bool debug_on(void)
+{
+    const char *d = getenv("JG_PATCH_DEBUG");
+    return d && *d && strcmp(d, "0") != 0;
+}
+
+/* One line on stderr, past the interposers (src/sys.h). */
+static void say(const char *line)
+{
+    if (jg__sys_write(2, line, strlen(line)) < 0)
+        return;
 }
 
 static void attach(void)
@@ -80,6 +95,10 @@ static void attach(void)
     *(void **)&fn = dlsym(RTLD_DEFAULT, JG__PATCH_ATTACH);
     if (fn)
         pl = fn(&rt);
+    else if (debug_on())
+        say("juggle-patch: no preload library in this process: the patch "
+            "is off (LD_PRELOAD=libjuggle_preload.so.0, or link with "
+            "-ljuggle_preload)\n");
 }
 
 /* Introduce ourselves before main, once the preload library (if any) is
