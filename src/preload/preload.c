@@ -49,13 +49,25 @@ PL_SYM(clock_gettime);
 _Atomic bool jg__pl_nb_used;
 static pthread_mutex_t nb_mutex = PTHREAD_MUTEX_INITIALIZER;
 
+/* Inside a signal handler the lock is not taken: the code it interrupted
+ * may hold it (a handler's fcntl or accept is then libc's own). */
+static _Thread_local int nb_skipped JG_TLS_IE;
+
 void jg__pl_nb_lock(void)
 {
+    if (jg__pl_in_handler()) {
+        nb_skipped++;
+        return;
+    }
     pthread_mutex_lock(&nb_mutex);
 }
 
 void jg__pl_nb_unlock(void)
 {
+    if (nb_skipped) {
+        nb_skipped--;
+        return;
+    }
     pthread_mutex_unlock(&nb_mutex);
 }
 

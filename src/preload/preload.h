@@ -85,15 +85,28 @@ static inline struct jg_hub *jg__pl_hub(void)
 #endif
 }
 
+/* Signal handlers running on this thread (signal.c's trampoline), and
+ * whether one still runs (a handler left by siglongjmp is forgotten). */
+JG_HIDDEN extern _Thread_local int jg__pl_sig_depth JG_TLS_IE;
+JG_HIDDEN bool jg__pl_sig_inside(void);
+
+static inline bool jg__pl_in_handler(void)
+{
+    return unlikely(jg__pl_sig_depth > 0) && jg__pl_sig_inside();
+}
+
 /*
  * The hub when the caller is a green thread (the thread's main context
  * included) and the patch is on; NULL on a plain OS thread, in the hub's
- * own context, before a runtime attached, or with the patch off. This is
- * the whole pass-through cost: no system call, lock or read-modify-write.
+ * own context, inside a signal handler, before a runtime attached, or
+ * with the patch off. This is the whole pass-through cost: no system
+ * call, lock or read-modify-write.
  */
 static inline struct jg_hub *jg__pl_green(void)
 {
     if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire))
+        return NULL;
+    if (jg__pl_in_handler())
         return NULL;
     struct jg_hub *h = jg__pl_hub();
     if (!h || h->current == h->hub_g)
@@ -105,7 +118,8 @@ static inline struct jg_hub *jg__pl_green(void)
  * context): for close and fd creation, which keep the loop's beliefs true. */
 static inline const struct jg__patch_rt *jg__pl_hub_rt(void)
 {
-    if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire))
+    if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire) ||
+        jg__pl_in_handler())
         return NULL;
     return jg__pl_hub() ? jg__pl_rt : NULL;
 }
