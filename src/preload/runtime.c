@@ -76,6 +76,7 @@ static void attach(void)
         .local_key_create = jg_local_key_create,
         .local_set = jg_local_set,
         .local_get = jg_local_get,
+        .poll_wait = jg__poll_wait_until,
     };
     jg__patch_attach_fn fn;
     int w = atomic_load(&wanted);
