@@ -9,6 +9,7 @@
  * calls report back (the old action) is the user's own handler and flags.
  * Everything here is async-signal-safe: atomics, TLS, libc's sigaction.
  */
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -26,6 +27,33 @@ PL_SYM(sigset);
 extern __sighandler_t bsd_signal(int sig, __sighandler_t h);
 extern __sighandler_t ssignal(int sig, __sighandler_t h);
 extern __sighandler_t __sysv_signal(int sig, __sighandler_t h);
+
+/* Sanitizer runtimes install their own handlers through sigaction while
+ * they initialise, before instrumented code may run: none in this file. */
+#if defined(__has_attribute)
+#if __has_attribute(disable_sanitizer_instrumentation)
+#define NO_SAN __attribute__((disable_sanitizer_instrumentation))
+#endif
+#endif
+#ifndef NO_SAN
+#define NO_SAN __attribute__((no_sanitize_address, no_sanitize_thread))
+#endif
+
+/* libc's definition, resolved here rather than by preload.c's (which is
+ * instrumented): a sanitizer's first sigaction comes before any
+ * constructor of ours. */
+NO_SAN static void *sig_sym(struct jg__pl_sym *s)
+{
+    void *f = atomic_load_explicit(&s->fn, memory_order_relaxed);
+
+    if (unlikely(!f)) {
+        f = dlsym(RTLD_NEXT, s->name);
+        atomic_store_explicit(&s->fn, f, memory_order_relaxed);
+    }
+    return f;
+}
+#undef REAL
+#define REAL(fn) ((__typeof__(&fn))sig_sym(&pl_sym_##fn))
 
 #define NSIGS 65            /* 1..64 on Linux */
 #define LEVELS 8            /* nested handlers whose frames we remember */
@@ -53,7 +81,7 @@ static _Thread_local uintptr_t lvl_hi[LEVELS] JG_TLS_IE;
 static _Thread_local const void *lvl_cur[LEVELS] JG_TLS_IE;
 
 /* The running green thread of this thread's hub, or NULL. */
-static const void *running(void)
+NO_SAN static const void *running(void)
 {
     if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire))
         return NULL;
@@ -61,7 +89,7 @@ static const void *running(void)
     return h ? h->current : NULL;
 }
 
-static void trampoline(int sig, siginfo_t *si, void *uc)
+NO_SAN static void trampoline(int sig, siginfo_t *si, void *uc)
 {
     char here;
     int d = jg__pl_sig_depth++;
@@ -94,7 +122,7 @@ static void trampoline(int sig, siginfo_t *si, void *uc)
     jg__pl_sig_depth = d;
 }
 
-bool jg__pl_sig_inside(void)
+NO_SAN bool jg__pl_sig_inside(void)
 {
     char here;
     uintptr_t sp = (uintptr_t)&here;
@@ -115,14 +143,14 @@ bool jg__pl_sig_inside(void)
     return false;
 }
 
-static bool is_fn(__sighandler_t h)
+NO_SAN static bool is_fn(__sighandler_t h)
 {
     return h != SIG_DFL && h != SIG_IGN && h != SIG_ERR && h != SIG_HOLD;
 }
 
 /* The action the kernel holds, as the user installed it: their handler
  * for the trampoline, and without the SA_SIGINFO we added. */
-static void as_user(struct sigaction *k, sa_fn prev, int was_forced)
+NO_SAN static void as_user(struct sigaction *k, sa_fn prev, int was_forced)
 {
     if (k->sa_sigaction == trampoline) {
         k->sa_sigaction = prev;
@@ -133,7 +161,7 @@ static void as_user(struct sigaction *k, sa_fn prev, int was_forced)
         k->sa_flags &= ~SA_SIGINFO;
 }
 
-PL_EXPORT int sigaction(int sig, const struct sigaction *act,
+NO_SAN PL_EXPORT int sigaction(int sig, const struct sigaction *act,
                         struct sigaction *old)
 {
     struct sigaction mine, k;
@@ -179,7 +207,7 @@ PL_EXPORT int sigaction(int sig, const struct sigaction *act,
  * trampoline with the same flags and mask. A signal in between runs the
  * handler unwrapped, as without the patch.
  */
-static __sighandler_t wrapped(int sig, __sighandler_t ret, sa_fn prev)
+NO_SAN static __sighandler_t wrapped(int sig, __sighandler_t ret, sa_fn prev)
 {
     struct sigaction k;
 
@@ -205,7 +233,7 @@ static __sighandler_t wrapped(int sig, __sighandler_t ret, sa_fn prev)
 }
 
 #define SIGNAL_LIKE(name) \
-    PL_EXPORT __sighandler_t name(int sig, __sighandler_t h) \
+    NO_SAN PL_EXPORT __sighandler_t name(int sig, __sighandler_t h) \
     { \
         sa_fn prev = sig > 0 && sig < NSIGS \
             ? atomic_load_explicit(&user_fn[sig], memory_order_acquire) \
@@ -228,11 +256,11 @@ SIGNAL_LIKE(sigset)
  * dlsym is not safe. */
 __attribute__((constructor)) static void signal_ctor(void)
 {
-    (void)jg__pl_sym_get(&pl_sym_sigaction);
-    (void)jg__pl_sym_get(&pl_sym_signal);
-    (void)jg__pl_sym_get(&pl_sym_bsd_signal);
-    (void)jg__pl_sym_get(&pl_sym_ssignal);
-    (void)jg__pl_sym_get(&pl_sym_sysv_signal);
-    (void)jg__pl_sym_get(&pl_sym___sysv_signal);
-    (void)jg__pl_sym_get(&pl_sym_sigset);
+    (void)sig_sym(&pl_sym_sigaction);
+    (void)sig_sym(&pl_sym_signal);
+    (void)sig_sym(&pl_sym_bsd_signal);
+    (void)sig_sym(&pl_sym_ssignal);
+    (void)sig_sym(&pl_sym_sysv_signal);
+    (void)sig_sym(&pl_sym___sysv_signal);
+    (void)sig_sym(&pl_sym_sigset);
 }
