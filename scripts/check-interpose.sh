@@ -7,8 +7,8 @@
 #   scripts/check-interpose.sh BUILD_DIR
 set -eu
 build=${1:-build}
-pl=$(find "$build" -name 'libjuggle_preload.so' | head -n 1)
-[ -n "$pl" ] || { echo "check-interpose: no libjuggle_preload.so in $build"; exit 1; }
+pl=$(find "$build" -name 'libjuggle_preload.so.0' | head -n 1)
+[ -n "$pl" ] || { echo "check-interpose: no libjuggle_preload.so.0 in $build"; exit 1; }
 
 # Allowed, with the reason:
 #   getaddrinfo: called only by the offload pool's own threads, which have

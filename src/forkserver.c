@@ -192,7 +192,7 @@ static void reset_signals(void)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_DFL;
     for (int s = 1; s < NSIG; s++)
-        (void)sigaction(s, &sa, NULL);  /* KILL, STOP, glibc's: EINVAL */
+        (void)jg__sys_sigaction(s, &sa, NULL);  /* KILL, STOP, glibc's: EINVAL */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
@@ -268,8 +268,8 @@ static _Noreturn void server_main(int sock)
     /* Ctrl-C goes to the whole process group: the server outlives it so a
      * program that handles SIGINT keeps working pools. Its children get
      * default dispositions back (reset_signals). */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGQUIT, SIG_IGN);
+    jg__sys_signal(SIGINT, SIG_IGN);
+    jg__sys_signal(SIGQUIT, SIG_IGN);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != server_parent)
         _exit(0);

@@ -182,6 +182,12 @@ JG_HIDDEN void jg__remote_end_flags(struct jg_hub *h, bool counted);
  * context all the same: the hub is created on demand.
  */
 JG_HIDDEN int jg__wait_fd_until(int fd, uint32_t events, int64_t deadline);
+/* The same for several fds at once, parking once (pollwait.c; the preload
+ * library's poll and select): 1 when one is ready or cannot be watched,
+ * -ETIMEDOUT, -ECANCELED, -EPERM, -ENOMEM. */
+struct jg__pollfd;
+JG_HIDDEN int jg__poll_wait_until(const struct jg__pollfd *fds, int n,
+                                  int64_t deadline);
 /* jg_close's notification, from any thread: a new generation of fd
  * begins; its waiters, on this hub and on others, wake with -EBADF. */
 JG_HIDDEN void jg__fd_closing(int fd);

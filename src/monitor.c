@@ -17,6 +17,7 @@
 
 #include "juggle/monitor.h"
 #include "hub.h"
+#include "sys.h"
 
 /* Default action "ignore", rarely used by programs (Go's runtime chose it
  * for preemption for the same reasons). */
@@ -164,7 +165,7 @@ static int install_handler(void)
 {
     struct sigaction sa, cur;
 
-    if (sigaction(SAMPLE_SIG, NULL, &cur) == 0 &&
+    if (jg__sys_sigaction(SAMPLE_SIG, NULL, &cur) == 0 &&
         (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sample)
         return 0;
     memset(&sa, 0, sizeof sa);
@@ -174,7 +175,7 @@ static int install_handler(void)
      * the unwinder; the hub's threads have a 64 KiB sigaltstack. */
     sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SAMPLE_SIG, &sa, &cur) < 0)
+    if (jg__sys_sigaction(SAMPLE_SIG, &sa, &cur) < 0)
         return -errno;
     prev_sa = cur;
     return 0;

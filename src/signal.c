@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "loop.h"
+#include "sys.h"
 
 #define NSLOTS 128
 #define MAXSIG 64       /* Linux: signals 1..64; bit s-1 in a mask */
@@ -99,7 +100,7 @@ static void atfork_child(void)
     }
     for (int sig = 1; sig <= MAXSIG; sig++) {
         if (users[sig] > 0)
-            sigaction(sig, &saved[sig], NULL);
+            jg__sys_sigaction(sig, &saved[sig], NULL);
         users[sig] = 0;
     }
 }
@@ -138,7 +139,7 @@ static int use_signal(int sig)
      * behalf. ONSTACK: run on a thread's alternate stack if it has one. */
     sa.sa_flags = SA_RESTART | SA_ONSTACK;
     sigfillset(&sa.sa_mask);
-    if (sigaction(sig, &sa, &saved[sig]) < 0) {
+    if (jg__sys_sigaction(sig, &sa, &saved[sig]) < 0) {
         users[sig]--;
         return -errno;
     }
@@ -151,7 +152,7 @@ static void unuse_signal(int sig)
     if (users[sig] <= 0)
         return;
     if (--users[sig] == 0)
-        sigaction(sig, &saved[sig], NULL);
+        jg__sys_sigaction(sig, &saved[sig], NULL);
 }
 
 void jg_signal_init(struct jg_signal *w, jg_signal_cb cb, int signum)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "stack.h"
+#include "sys.h"
 
 /*
  * valgrind must be told about stacks or it takes every switch for a huge
@@ -334,7 +335,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
     memset(&dfl, 0, sizeof(dfl));
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
-    sigaction(sig, &dfl, NULL);
+    jg__sys_sigaction(sig, &dfl, NULL);
     if (si->si_code <= 0) {
         /* Sent by kill/tgkill, not a fault: nothing re-executes, so send
          * it again; it is blocked until this handler returns. */
@@ -389,8 +390,8 @@ static void install_handlers(void)
     sigemptyset(&sa.sa_mask);
     /* sigaction stores the previous disposition atomically with ours, so
      * no fault can find prev_* half-written. */
-    if (sigaction(SIGSEGV, &sa, &prev_segv) != 0 ||
-        sigaction(SIGBUS, &sa, &prev_bus) != 0)
+    if (jg__sys_sigaction(SIGSEGV, &sa, &prev_segv) != 0 ||
+        jg__sys_sigaction(SIGBUS, &sa, &prev_bus) != 0)
         handlers_rc = -errno;
 }
 

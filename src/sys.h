@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -209,6 +210,33 @@ static inline int jg__sys_waitid(idtype_t type, id_t id, siginfo_t *info,
 static inline pid_t jg__sys_waitpid(pid_t pid, int *status, int options)
 {
     return (pid_t)syscall(SYS_wait4, pid, status, options, NULL);
+}
+
+/*
+ * glibc's own sigaction under its other exported name (the raw system call
+ * would need glibc's sa_restorer): the preload library wraps handlers
+ * installed through sigaction/signal in a trampoline (one more frame in a
+ * handler's backtrace, which the monitor counts), and the runtime's own
+ * handlers need none.
+ */
+extern int __sigaction(int sig, const struct sigaction *act,
+                       struct sigaction *old);
+static inline int jg__sys_sigaction(int sig, const struct sigaction *act,
+                                    struct sigaction *old)
+{
+    return __sigaction(sig, act, old);
+}
+
+/* signal(sig, SIG_IGN or SIG_DFL), as glibc's BSD signal() sets it. */
+static inline void jg__sys_signal(int sig, void (*h)(int))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = h;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    (void)__sigaction(sig, &sa, NULL);
 }
 
 #endif

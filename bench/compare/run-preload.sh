@@ -11,7 +11,7 @@ set -u
 
 build=${1:-build-release}
 bin=$build/bench/bench_preload_read
-lib=$build/src/preload/libjuggle_preload.so
+lib=$build/src/preload/libjuggle_preload.so.0
 pairs=${BENCH_PAIRS:-15}
 [ "$pairs" -ge 1 ] 2>/dev/null || pairs=15
 if [ ! -x "$bin" ] || [ ! -f "$lib" ]; then

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * juggle/patch.h - the monkey patching of C: with libjuggle_preload.so in
+ * juggle/patch.h - the monkey patching of C: with libjuggle_preload.so.0 in
  * LD_PRELOAD (or linked with -ljuggle_preload), plain blocking libc calls
  * made from a green thread (read, recv, connect, accept, poll, sleep, ...)
  * park only that green thread; from a plain OS thread or the hub they are
@@ -23,7 +23,8 @@ extern "C" {
  * Thread-safe; does not switch.
  */
 JG_API int jg_patch_enable(bool on);
-/* true when a preload library serves this runtime and the patch is on. */
+/* true when a preload library serves this runtime and the patch is on;
+ * false when none is loaded (JG_PATCH_DEBUG=1 then says so on stderr). */
 JG_API bool jg_patch_enabled(void);
 /*
  * How many calls of the interposed function `name` ("read", "usleep",

@@ -15,7 +15,13 @@
 struct jg_hub;
 
 /* Bumped whenever either table or struct jg_hub's head changes shape. */
-#define JG__PATCH_ABI 1
+#define JG__PATCH_ABI 2
+
+/* One fd of a poll set for poll_wait: JG_READ and/or JG_WRITE. */
+struct jg__pollfd {
+    int fd;
+    uint32_t events;
+};
 
 /* What the runtime offers the preload library (runtime.c fills it). */
 struct jg__patch_rt {
@@ -47,6 +53,11 @@ struct jg__patch_rt {
     int (*local_key_create)(uint32_t *key, void (*dtor)(void *));
     int (*local_set)(uint32_t key, void *value);
     void *(*local_get)(uint32_t key);
+    /* jg__poll_wait_until: park once on the hub's loop until one of n fds
+     * is ready. 1 (ready, or an fd the loop cannot watch: look now),
+     * -ETIMEDOUT, -ECANCELED, -EPERM, -ENOMEM. fds is read before the
+     * park only (it may live on the caller's sliced stack). */
+    int (*poll_wait)(const struct jg__pollfd *fds, int n, int64_t deadline);
     bool enabled;               /* jg_patch_enable's state at attach */
 };
 

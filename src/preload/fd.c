@@ -150,6 +150,25 @@ static int fcntl_done(int fd, int cmd, void *arg, int r)
     return r;
 }
 
+/*
+ * The file status flags as the user set them: reading and setting them
+ * waits for a green thread's accept/connect window on another OS thread
+ * (jg__pl_nb_call) to close, once any was opened; otherwise libc's call.
+ */
+static int fcntl_call(int (*real)(int, int, ...), int fd, int cmd, void *arg)
+{
+    if (cmd == F_GETFL)
+        return jg__pl_getfl(fd);
+    if (cmd != F_SETFL ||
+        !atomic_load_explicit(&jg__pl_nb_used, memory_order_acquire))
+        return real(fd, cmd, arg);
+    jg__pl_nb_lock();
+    int r = real(fd, cmd, arg), e = errno;
+    jg__pl_nb_unlock();
+    errno = e;
+    return r;
+}
+
 /* The argument is read as a pointer, as glibc's own fcntl does: every
  * command's int or pointer fits in that register or slot. */
 PL_EXPORT int fcntl(int fd, int cmd, ...)
@@ -158,7 +177,7 @@ PL_EXPORT int fcntl(int fd, int cmd, ...)
     va_start(ap, cmd);
     void *arg = va_arg(ap, void *);
     va_end(ap);
-    return fcntl_done(fd, cmd, arg, REAL(fcntl)(fd, cmd, arg));
+    return fcntl_done(fd, cmd, arg, fcntl_call(REAL(fcntl), fd, cmd, arg));
 }
 
 PL_EXPORT int fcntl64(int fd, int cmd, ...)
@@ -167,7 +186,8 @@ PL_EXPORT int fcntl64(int fd, int cmd, ...)
     va_start(ap, cmd);
     void *arg = va_arg(ap, void *);
     va_end(ap);
-    return fcntl_done(fd, cmd, arg, REAL(fcntl64)(fd, cmd, arg));
+    return fcntl_done(fd, cmd, arg,
+                      fcntl_call(REAL(fcntl64), fd, cmd, arg));
 }
 
 PL_EXPORT int ioctl(int fd, unsigned long req, ...)
@@ -176,7 +196,18 @@ PL_EXPORT int ioctl(int fd, unsigned long req, ...)
     va_start(ap, req);
     void *arg = va_arg(ap, void *);
     va_end(ap);
-    int r = REAL(ioctl)(fd, req, arg);
+    int r;
+    if (req == FIONBIO &&
+        atomic_load_explicit(&jg__pl_nb_used, memory_order_acquire)) {
+        /* Sets O_NONBLOCK: never inside another thread's window. */
+        jg__pl_nb_lock();
+        r = REAL(ioctl)(fd, req, arg);
+        int e = errno;
+        jg__pl_nb_unlock();
+        errno = e;
+    } else {
+        r = REAL(ioctl)(fd, req, arg);
+    }
     if (r == 0 && req == FIONBIO && arg)
         jg__pl_fd_nonblock(fd, *(const int *)arg != 0);
     return r;

@@ -5,7 +5,8 @@
  * blocking socket gets MSG_DONTWAIT per call and the green thread parks on
  * EAGAIN; other blocking fds (pipes, ttys) are polled before each call; the
  * fd's own O_NONBLOCK is never changed, except around one accept4/connect
- * of a socket above fd 2 (restored at once). A fd the user made
+ * of a socket above fd 2 (restored at once, under preload.c's lock, which
+ * no other thread of the process sees through). A fd the user made
  * non-blocking, and regular files, go straight to libc.
  */
 #include <fcntl.h>
@@ -33,11 +34,9 @@ PL_SYM(send);
 PL_SYM(sendto);
 PL_SYM(sendmsg);
 PL_SYM(sendmmsg);
-PL_SYM(accept);
 PL_SYM(accept4);
 PL_SYM(connect);
 PL_SYM(poll);
-PL_SYM(fcntl);
 PL_SYM(getsockopt);
 
 /* A libc call in the -errno convention. */
@@ -672,23 +671,6 @@ PL_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
 
 /* ---- accept and connect ----------------------------------------------------- */
 
-/* Run one accept4 or connect with O_NONBLOCK set for just this call. */
-static int with_nonblock(int fd, int (*op)(int fd, void *a), void *a)
-{
-    int fl = REAL(fcntl)(fd, F_GETFL);
-
-    if (fl < 0)
-        return -errno;
-    if (REAL(fcntl)(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return -errno;
-    int r = op(fd, a);
-    int e = errno;
-    /* Restore at once: the description may be shared with other
-     * threads or processes, which expect it blocking. */
-    (void)REAL(fcntl)(fd, F_SETFL, fl);
-    return r < 0 ? -e : r;
-}
-
 struct acc {
     struct sockaddr *addr;
     socklen_t *alen;
@@ -717,7 +699,7 @@ static int coop_accept(enum jg__pl_name name, int fd, struct sockaddr *addr,
         if (alen)
             *alen = want;
         if (fd > 2) {
-            c = with_nonblock(fd, do_accept, &a);
+            c = jg__pl_nb_call(fd, do_accept, &a);
         } else {
             /* fds 0-2 are never made non-blocking, even for a moment:
              * wait for a connection, then take it blocking. */
@@ -742,9 +724,32 @@ static int coop_accept(enum jg__pl_name name, int fd, struct sockaddr *addr,
     return c;
 }
 
-/* An accepted fd from a plain thread: correct what we knew of its number. */
-static int accepted(int c, int flags)
+/*
+ * accept4 from a plain thread (or the hub). A blocking listener reports
+ * EAGAIN only when a green thread's accept on another OS thread had
+ * O_NONBLOCK set on the shared description at that instant: then the
+ * call is made again, as the blocking call the caller made.
+ */
+static int plain_accept(int fd, struct sockaddr *addr, socklen_t *alen,
+                        int flags)
 {
+    socklen_t want = alen ? *alen : 0;
+    int c;
+
+    for (;;) {
+        c = REAL(accept4)(fd, addr, alen, flags);
+        if (c >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) ||
+            !atomic_load_explicit(&jg__pl_nb_used, memory_order_acquire))
+            break;
+        int e = errno, fl = jg__pl_getfl(fd);
+        if (fl < 0 || (fl & O_NONBLOCK)) {
+            errno = e;
+            break;
+        }
+        if (alen)
+            *alen = want;
+    }
+    /* A fresh fd: correct what we knew of its number. */
     if (c >= 0) {
         jg__pl_fd_fresh(c, PL_K_KNOWN | PL_K_SOCK |
                            (flags & SOCK_NONBLOCK ? PL_K_NB : 0));
@@ -758,7 +763,7 @@ static int accepted(int c, int flags)
 PL_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *alen)
 {
     if (!jg__pl_green())
-        return accepted(REAL(accept)(fd, addr, alen), 0);
+        return plain_accept(fd, addr, alen, 0);
     return (int)jg__pl_ret(coop_accept(PL_accept, fd, addr, alen, 0));
 }
 
@@ -766,7 +771,7 @@ PL_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *alen,
                       int flags)
 {
     if (!jg__pl_green())
-        return accepted(REAL(accept4)(fd, addr, alen, flags), flags);
+        return plain_accept(fd, addr, alen, flags);
     return (int)jg__pl_ret(coop_accept(PL_accept4, fd, addr, alen, flags));
 }
 
@@ -792,7 +797,7 @@ static int coop_connect(int fd, const struct sockaddr *addr, socklen_t len)
         return (int)DIRECT(REAL(connect)(fd, addr, len));
     jg__pl_note(PL_connect);
     for (;;) {
-        int r = with_nonblock(fd, do_connect, &c);
+        int r = jg__pl_nb_call(fd, do_connect, &c);
         if (r >= 0)
             return 0;
         if (!deadline)

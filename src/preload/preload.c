@@ -8,6 +8,7 @@
  */
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,6 +44,89 @@ PL_SYM(write);
 PL_SYM(fcntl);
 PL_SYM(clock_gettime);
 
+/* ---- O_NONBLOCK borrowed for one call ---------------------------------------- */
+
+_Atomic bool jg__pl_nb_used;
+static pthread_mutex_t nb_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+/* Inside a signal handler the lock is not taken: the code it interrupted
+ * may hold it (a handler's fcntl or accept is then libc's own). */
+static _Thread_local int nb_skipped JG_TLS_IE;
+
+void jg__pl_nb_lock(void)
+{
+    if (jg__pl_in_handler()) {
+        nb_skipped++;
+        return;
+    }
+    pthread_mutex_lock(&nb_mutex);
+}
+
+void jg__pl_nb_unlock(void)
+{
+    if (nb_skipped) {
+        nb_skipped--;
+        return;
+    }
+    pthread_mutex_unlock(&nb_mutex);
+}
+
+int jg__pl_getfl(int fd)
+{
+    int fl = REAL(fcntl)(fd, F_GETFL);
+
+    /* Only a non-blocking answer can come from inside a window; outside
+     * one (under the lock) the flag is the user's own. */
+    if (fl >= 0 && (fl & O_NONBLOCK) &&
+        atomic_load_explicit(&jg__pl_nb_used, memory_order_acquire)) {
+        jg__pl_nb_lock();
+        fl = REAL(fcntl)(fd, F_GETFL);
+        jg__pl_nb_unlock();
+    }
+    return fl;
+}
+
+int jg__pl_nb_call(int fd, int (*op)(int fd, void *a), void *a)
+{
+    int r, e;
+
+    /* Seen by jg__pl_getfl before any window opens (the lock orders the
+     * rest). */
+    if (!atomic_load_explicit(&jg__pl_nb_used, memory_order_relaxed))
+        atomic_store(&jg__pl_nb_used, true);
+    jg__pl_nb_lock();
+    int fl = REAL(fcntl)(fd, F_GETFL);
+    if (fl < 0) {
+        r = -errno;
+    } else if (fl & O_NONBLOCK) {
+        /* Already non-blocking (another process's window, or the user's
+         * own behind our table's back): never "restore" that value. */
+        r = op(fd, a);
+        r = r < 0 ? -errno : r;
+    } else if (REAL(fcntl)(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        r = -errno;
+    } else {
+        r = op(fd, a);
+        e = errno;
+        (void)REAL(fcntl)(fd, F_SETFL, fl);
+        r = r < 0 ? -e : r;
+    }
+    jg__pl_nb_unlock();
+    return r;
+}
+
+/* A fork while a window is open would leave the child's copy of the lock
+ * held: forks wait for the window to close. */
+static void nb_prepare(void)
+{
+    jg__pl_nb_lock();
+}
+
+static void nb_after(void)
+{
+    jg__pl_nb_unlock();
+}
+
 /* ---- counters and the debug report ---------------------------------------- */
 
 static const char *const names[PL_NNAMES] = {
@@ -51,7 +135,21 @@ static const char *const names[PL_NNAMES] = {
 #undef PL_STR_
 };
 static _Atomic uint64_t calls[PL_NNAMES];
-static int debug;           /* JG_PATCH_DEBUG=1, read in the constructor */
+
+/* JG_PATCH_DEBUG=1. Read on first use, not in our constructor: the
+ * runtime's constructor may attach before ours runs. */
+static bool debug(void)
+{
+    static _Atomic int on = -1;
+    int v = atomic_load_explicit(&on, memory_order_relaxed);
+
+    if (v < 0) {
+        const char *d = getenv("JG_PATCH_DEBUG");
+        v = d && *d && strcmp(d, "0") != 0;
+        atomic_store_explicit(&on, v, memory_order_relaxed);
+    }
+    return v;
+}
 
 static void say(const char *a, const char *b, const char *c)
 {
@@ -76,7 +174,7 @@ void jg__pl_note(enum jg__pl_name name)
 {
     uint64_t was = atomic_fetch_add_explicit(&calls[name], 1,
                                              memory_order_relaxed);
-    if (unlikely(debug) && was == 0)
+    if (unlikely(was == 0) && debug())
         say("juggle-patch: ", names[name], " made cooperative");
 }
 
@@ -128,7 +226,7 @@ PL_EXPORT const struct jg__patch_pl *jg__preload_attach(
         return NULL;
     }
     if (jg__pl_rt) {
-        if (debug)
+        if (debug())
             say("juggle-patch: ", "a second runtime copy refused", "");
         return jg__pl_rt == rt ? &pl_table : NULL;
     }
@@ -136,16 +234,14 @@ PL_EXPORT const struct jg__patch_pl *jg__preload_attach(
     jg__pl_rt = rt;
     /* Release: a thread that sees the patch on sees the table above. */
     atomic_store_explicit(&jg__pl_on, rt->enabled, memory_order_release);
-    if (debug)
+    if (debug())
         say("juggle-patch: ", "attached", rt->enabled ? "" : " (off)");
     return &pl_table;
 }
 
 __attribute__((constructor)) static void pl_ctor(void)
 {
-    const char *d = getenv("JG_PATCH_DEBUG");
-
-    debug = d && *d && strcmp(d, "0") != 0;
+    pthread_atfork(nb_prepare, nb_after, nb_after);
     /* A runtime in libjuggle.so, or a program exporting its own, may not
      * have found us yet if its constructor ran first: ask it to attach. */
     bool (*enabled)(void);
@@ -225,7 +321,7 @@ int jg__pl_fd_kind(int fd)
         return -EBADF;
     if (fstat(fd, &st) < 0)
         return -errno;
-    int fl = REAL(fcntl)(fd, F_GETFL);
+    int fl = jg__pl_getfl(fd);
     if (fl < 0)
         return -errno;
     bits = PL_K_KNOWN;

@@ -85,15 +85,28 @@ static inline struct jg_hub *jg__pl_hub(void)
 #endif
 }
 
+/* Signal handlers running on this thread (signal.c's trampoline), and
+ * whether one still runs (a handler left by siglongjmp is forgotten). */
+JG_HIDDEN extern _Thread_local int jg__pl_sig_depth JG_TLS_IE;
+JG_HIDDEN bool jg__pl_sig_inside(void);
+
+static inline bool jg__pl_in_handler(void)
+{
+    return unlikely(jg__pl_sig_depth > 0) && jg__pl_sig_inside();
+}
+
 /*
  * The hub when the caller is a green thread (the thread's main context
  * included) and the patch is on; NULL on a plain OS thread, in the hub's
- * own context, before a runtime attached, or with the patch off. This is
- * the whole pass-through cost: no system call, lock or read-modify-write.
+ * own context, inside a signal handler, before a runtime attached, or
+ * with the patch off. This is the whole pass-through cost: no system
+ * call, lock or read-modify-write.
  */
 static inline struct jg_hub *jg__pl_green(void)
 {
     if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire))
+        return NULL;
+    if (jg__pl_in_handler())
         return NULL;
     struct jg_hub *h = jg__pl_hub();
     if (!h || h->current == h->hub_g)
@@ -105,7 +118,8 @@ static inline struct jg_hub *jg__pl_green(void)
  * context): for close and fd creation, which keep the loop's beliefs true. */
 static inline const struct jg__patch_rt *jg__pl_hub_rt(void)
 {
-    if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire))
+    if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire) ||
+        jg__pl_in_handler())
         return NULL;
     return jg__pl_hub() ? jg__pl_rt : NULL;
 }
@@ -167,6 +181,27 @@ JG_HIDDEN void jg__pl_fd_copy(int from, int to);
 /* SO_RCVTIMEO (snd false) or SO_SNDTIMEO in ns, 0 for none. */
 JG_HIDDEN int64_t jg__pl_fd_timeout(int fd, bool snd);
 JG_HIDDEN void jg__pl_fd_set_timeout(int fd, bool snd, int64_t ns);
+
+/* ---- O_NONBLOCK borrowed for one call ---------------------------------------- */
+
+/*
+ * accept and connect have no per-call non-blocking flag: io.c sets
+ * O_NONBLOCK around the one system call (jg__pl_nb_call). The flag
+ * belongs to the file description, which other threads (and processes)
+ * may share, so every such window runs under one process-wide lock, and
+ * the calls that read or set the flag take it too once any window was
+ * ever opened: no thread of this process sees O_NONBLOCK it did not set,
+ * and no window ever restores a stale value. Nothing under the lock can
+ * park: it holds three fast system calls at most.
+ */
+JG_HIDDEN extern _Atomic bool jg__pl_nb_used;
+JG_HIDDEN void jg__pl_nb_lock(void);
+JG_HIDDEN void jg__pl_nb_unlock(void);
+/* fcntl(fd, F_GETFL) as the user's own setting, outside any window. */
+JG_HIDDEN int jg__pl_getfl(int fd);
+/* op(fd, a) with O_NONBLOCK set for just that call: op's result or
+ * -errno. A description already non-blocking is left as it is. */
+JG_HIDDEN int jg__pl_nb_call(int fd, int (*op)(int fd, void *a), void *a);
 
 /* ---- cooperative waits ----------------------------------------------------- */
 

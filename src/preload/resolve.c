@@ -7,6 +7,7 @@
  * becomes green-local. Everything a pool thread reads or writes is on the
  * heap: a parked green thread's stack may be copied out at any moment.
  */
+#include <ctype.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ struct job {
     int op;
     int err;                    /* errno: the caller's in, libc's out */
     int herr;                   /* h_errno, likewise */
+    int herr_r;                 /* the _r calls' *h_errnop out-param */
     int rc;
     union {
         struct {
@@ -66,8 +68,11 @@ struct job {
 static void *run_job(void *arg)
 {
     struct job *j = arg;
-    int herr = j->herr;
+    int herr = j->herr_r;
 
+    /* The pool thread's errno and h_errno start as the caller's, so what
+     * libc leaves in them (set, or untouched) is what it would have left
+     * in the caller's. */
     errno = j->err;
     h_errno = j->herr;
     switch (j->op) {
@@ -76,14 +81,12 @@ static void *run_job(void *arg)
                                   j->u.gai.has_hints ? &j->u.gai.hints
                                                      : NULL,
                                   &j->u.gai.res);
-        herr = h_errno;
         break;
     case OP_GNI:
         j->rc = REAL(getnameinfo)((struct sockaddr *)&j->u.gni.sa,
                                   j->u.gni.salen, j->u.gni.host,
                                   j->u.gni.hostlen, j->u.gni.serv,
                                   j->u.gni.servlen, j->u.gni.flags);
-        herr = h_errno;
         break;
     case OP_BYNAME:
         if (j->u.hb.af == AF_UNSPEC)
@@ -103,7 +106,8 @@ static void *run_job(void *arg)
         break;
     }
     j->err = errno;
-    j->herr = herr;
+    j->herr = h_errno;
+    j->herr_r = herr;
     return NULL;
 }
 
@@ -312,11 +316,13 @@ static int byname_r(enum jg__pl_name what, const char *name,
      * the same address modulo 16 keeps the layout valid once moved. */
     j->u.hb.buf = (char *)(((uintptr_t)(j + 1) + 15) & ~(uintptr_t)15) + mis;
     j->u.hb.buflen = buflen;
+    /* What libc does not set stays the caller's. */
+    j->herr_r = *h_errnop;
     if ((rc = offload(j)) < 0) {
         rc = early_r(rc, result, h_errnop);
     } else {
         rc = j->rc;
-        *h_errnop = j->herr;
+        *h_errnop = j->herr_r;
         *result = NULL;
         if (j->u.hb.res == &j->u.hb.he) {
             he_move(ret, &j->u.hb.he, j->u.hb.buf, buf, buflen);
@@ -421,16 +427,15 @@ static struct he_slot *green_slot(int which)
  * The non-reentrant call: the _r call on the pool into the slot's buffer,
  * grown and retried on ERANGE as glibc does for its own static one.
  * Returns the slot's hostent, or NULL with h_errno set. As glibc's own
- * gethostbyname, it leaves h_errno alone on success, and errno carries a
- * reason only with NETDB_INTERNAL (the _r call's errno of 0 on other
- * outcomes is not passed on).
+ * gethostbyname (nss/getXXbyYY.c): errno is what the last _r call left
+ * there (each attempt starts from the previous one's), and h_errno takes
+ * the _r call's *h_errnop only when that is not 0 (NETDB_SUCCESS).
  */
 static struct hostent *byname_slot(struct he_slot *sl, enum jg__pl_name what,
                                    const char *name, const void *addr,
                                    socklen_t alen, int af)
 {
     struct hostent *res = NULL;
-    int err0 = errno, herr0 = h_errno;
     struct job *j;
     int rc;
 
@@ -452,16 +457,13 @@ static struct hostent *byname_slot(struct he_slot *sl, enum jg__pl_name what,
         }
         j->u.hb.buf = sl->buf;
         j->u.hb.buflen = sl->cap;
-        /* Each attempt starts from the caller's values, as the first. */
-        errno = err0;
-        h_errno = herr0;
         if ((rc = offload(j)) < 0) {
             int herr;
             (void)early_r(rc, &res, &herr);
             h_errno = herr;
             goto out;
         }
-        if (j->rc != ERANGE || j->herr != NETDB_INTERNAL)
+        if (j->rc != ERANGE || j->herr_r != NETDB_INTERNAL)
             break;
         /* Too small: double it (the old contents are of no use). */
         char *b = malloc(sl->cap * 2);
@@ -476,10 +478,8 @@ static struct hostent *byname_slot(struct he_slot *sl, enum jg__pl_name what,
         sl->he = j->u.hb.he;
         res = &sl->he;
     }
-    if (res || h_errno != NETDB_INTERNAL)
-        errno = err0;
-    if (h_errno == NETDB_SUCCESS)
-        h_errno = herr0;
+    if (j->herr_r != NETDB_SUCCESS)
+        h_errno = j->herr_r;
     goto out;
 nomem:
     h_errno = NETDB_INTERNAL;
@@ -491,12 +491,107 @@ out:
     return res;
 }
 
+/*
+ * A name glibc's gethostbyname answers itself, before any lookup
+ * (nss/digits_dots.c): a digit first and only digits and dots, or a hex
+ * digit first with a colon somewhere (or a colon first) and only hex
+ * digits, colons and dots. Its non-reentrant call then sets errno and
+ * h_errno differently from the _r call, so those names take libc's own
+ * non-reentrant call, which never waits.
+ */
+static bool digits_dots(const char *name)
+{
+    const char *c;
+
+    if (*name >= '0' && *name <= '9') {
+        for (c = name; *c; c++)
+            if (!((*c >= '0' && *c <= '9') || *c == '.'))
+                break;
+        if (!*c)
+            return true;
+    }
+    if (!(isxdigit((unsigned char)*name) && strchr(name, ':')) &&
+        *name != ':')
+        return false;
+    for (c = name; *c; c++)
+        if (!isxdigit((unsigned char)*c) && *c != ':' && *c != '.')
+            return false;
+    return true;
+}
+
+/* Deep-copy h into the slot (its buffer grown to fit): 0, or -ENOMEM. */
+static int slot_copy(struct he_slot *sl, const struct hostent *h)
+{
+    size_t na = 0, nl = 0, len = strlen(h->h_name) + 1;
+    size_t alen = h->h_length > 0 ? (size_t)h->h_length : 0;
+
+    for (char **p = h->h_aliases; p && *p; p++, na++)
+        len += strlen(*p) + 1;
+    for (char **p = h->h_addr_list; p && *p; p++, nl++)
+        len += alen;
+    len += (na + nl + 2) * sizeof(char *);
+    if (sl->cap < len) {
+        char *b = malloc(len);
+        if (!b)
+            return -ENOMEM;
+        free(sl->buf);
+        sl->buf = b;
+        sl->cap = len;
+    }
+    /* The pointer arrays first (aligned: malloc's block), then bytes. */
+    char **al = (char **)sl->buf, **ad = al + na + 1;
+    char *o = (char *)(ad + nl + 1);
+    for (size_t i = 0; i < nl; i++, o += alen)
+        ad[i] = memcpy(o, h->h_addr_list[i], alen);
+    ad[nl] = NULL;
+    for (size_t i = 0; i < na; i++, o += strlen(o) + 1)
+        al[i] = strcpy(o, h->h_aliases[i]);
+    al[na] = NULL;
+    sl->he = (struct hostent){
+        .h_name = strcpy(o, h->h_name), .h_aliases = al,
+        .h_addrtype = h->h_addrtype, .h_length = h->h_length,
+        .h_addr_list = ad,
+    };
+    return 0;
+}
+
+/* libc's static hostent is one per process: hold it while we copy. */
+static pthread_mutex_t static_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A digits_dots name: libc's own call, its answer copied into the slot.
+ * It waits for nothing, so the lock is never held across a park. */
+static struct hostent *numeric_slot(struct he_slot *sl,
+                                    enum jg__pl_name what, const char *name,
+                                    int af)
+{
+    struct hostent *h, *res = NULL;
+
+    jg__pl_note(what);
+    pthread_mutex_lock(&static_lock);
+    h = af == AF_UNSPEC ? REAL(gethostbyname)(name)
+                        : REAL(gethostbyname2)(name, af);
+    if (h) {
+        int e = errno;
+        if (slot_copy(sl, h) == 0) {
+            res = &sl->he;
+            errno = e;
+        } else {
+            h_errno = NETDB_INTERNAL;
+            errno = ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&static_lock);
+    return res;
+}
+
 PL_EXPORT struct hostent *gethostbyname(const char *name)
 {
     struct he_slot *sl;
 
     if (!name || !(sl = green_slot(SLOT_BYNAME)))
         return REAL(gethostbyname)(name);
+    if (digits_dots(name))
+        return numeric_slot(sl, PL_gethostbyname, name, AF_UNSPEC);
     return byname_slot(sl, PL_gethostbyname, name, NULL, 0, AF_UNSPEC);
 }
 
@@ -506,6 +601,8 @@ PL_EXPORT struct hostent *gethostbyname2(const char *name, int af)
 
     if (!name || af == AF_UNSPEC || !(sl = green_slot(SLOT_BYNAME2)))
         return REAL(gethostbyname2)(name, af);
+    if (digits_dots(name))
+        return numeric_slot(sl, PL_gethostbyname2, name, af);
     return byname_slot(sl, PL_gethostbyname2, name, NULL, 0, af);
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "hub.h"
+#include "sys.h"
 #include "preload/abi.h"
 
 /* Referenced from juggle/patch.h so that static links keep this object. */
@@ -43,6 +44,20 @@ static const char *rt_name(void)
     return jg_name(NULL);
 }
 
+/* JG_PATCH_DEBUG=1, as the preload library reads it. */
+static bool debug_on(void)
+{
+    const char *d = getenv("JG_PATCH_DEBUG");
+    return d && *d && strcmp(d, "0") != 0;
+}
+
+/* One line on stderr, past the interposers (src/sys.h). */
+static void say(const char *line)
+{
+    if (jg__sys_write(2, line, strlen(line)) < 0)
+        return;
+}
+
 static void attach(void)
 {
     static struct jg__patch_rt rt = {
@@ -61,6 +76,7 @@ static void attach(void)
         .local_key_create = jg_local_key_create,
         .local_set = jg_local_set,
         .local_get = jg_local_get,
+        .poll_wait = jg__poll_wait_until,
     };
     jg__patch_attach_fn fn;
     int w = atomic_load(&wanted);
@@ -80,6 +96,10 @@ static void attach(void)
     *(void **)&fn = dlsym(RTLD_DEFAULT, JG__PATCH_ATTACH);
     if (fn)
         pl = fn(&rt);
+    else if (debug_on())
+        say("juggle-patch: no preload library in this process: the patch "
+            "is off (LD_PRELOAD=libjuggle_preload.so.0, or link with "
+            "-ljuggle_preload)\n");
 }
 
 /* Introduce ourselves before main, once the preload library (if any) is

@@ -3,9 +3,10 @@
  * wait.c - the waiting calls of the patch: poll, ppoll, select, pselect,
  * epoll_wait on the user's own epoll fd, and the sleep family. Each first
  * asks libc with a zero timeout; only when nothing is ready does the green
- * thread park, on the epoll fd (the user's, or a temporary one holding the
- * poll set), and then asks libc again with a zero timeout, so results,
- * revents and errors are libc's own.
+ * thread park (poll and select: once, one watcher per fd on the hub's own
+ * loop, or on a temporary epoll set for entries the loop cannot watch;
+ * epoll_wait: on the user's epoll fd), and then asks libc again with a
+ * zero timeout, so results, revents and errors are libc's own.
  */
 #include <poll.h>
 #include <signal.h>
@@ -79,13 +80,86 @@ static uint32_t ep_events(short ev)
            (ev & POLLPRI ? EPOLLPRI : 0) | (ev & POLLRDHUP ? EPOLLRDHUP : 0);
 }
 
+static int wait_epoll(const struct pollfd *fds, nfds_t n, int64_t deadline);
+
+/* The loop's events for one poll entry, or 0 when they cannot say what
+ * the entry asks: POLLPRI or POLLRDHUP without POLLIN (select's except
+ * set, sysfs files), or no events at all (errors and hang-ups only). */
+static uint32_t jg_events(short ev)
+{
+    uint32_t e = (ev & (POLLIN | POLLRDNORM) ? JG_READ : 0) |
+                 (ev & (POLLOUT | POLLWRNORM) ? JG_WRITE : 0);
+
+    if ((ev & (POLLPRI | POLLRDHUP | POLLRDBAND)) && !(e & JG_READ))
+        return 0;
+    if ((ev & POLLWRBAND) && !(e & JG_WRITE))
+        return 0;
+    return e;
+}
+
+/* Small sets go through this buffer; it is read before the park only, so
+ * the green threads of one OS thread can share it. */
+#define SMALL_SET 64
+static _Thread_local struct jg__pollfd small_set[SMALL_SET];
+
 /*
- * Park until one fd of the set is ready, through a temporary epoll set
- * that the hub watches like any fd. 0: something may be ready now (check
- * again); -OWN_TIMEOUT at the deadline; -EPERM: cannot park here (the
- * caller makes the blocking libc call); or -ETIMEDOUT/-ECANCELED/-errno.
+ * Park once on the hub's loop, one watcher per fd (the runtime's
+ * poll_wait). 0: something may be ready now; -OWN_TIMEOUT at the
+ * deadline; -EPERM, -ETIMEDOUT, -ECANCELED as wait_set; 1: the set has
+ * an entry the loop cannot watch (the caller takes the epoll way).
+ */
+static int wait_loop(const struct pollfd *fds, nfds_t n, int64_t deadline)
+{
+    struct jg__pollfd *set = small_set;
+    int m = 0, rc;
+
+    if (n > (nfds_t)SMALL_SET && !(set = malloc(sizeof(*set) * n)))
+        return -ENOMEM;
+    for (nfds_t i = 0; i < n; i++) {
+        if (fds[i].fd < 0)
+            continue;
+        uint32_t e = jg_events(fds[i].events);
+        if (!e) {
+            rc = 1;
+            goto out;
+        }
+        set[m++] = (struct jg__pollfd){ fds[i].fd, e };
+    }
+    if (!m) {
+        rc = jg__pl_sleep_until(deadline);
+        rc = rc == 0 ? -OWN_TIMEOUT : rc;
+        goto out;
+    }
+    rc = jg__pl_rt->poll_wait(set, m, deadline);
+    if (rc > 0)
+        rc = 0;
+    else if (rc == -ETIMEDOUT)
+        rc = deadline != INT64_MAX && jg__pl_now() >= deadline
+            ? -OWN_TIMEOUT : -ETIMEDOUT;
+out:
+    if (set != small_set)
+        free(set);
+    return rc;
+}
+
+/*
+ * Park until one fd of the set is ready: on the hub's loop when it can
+ * watch every entry, else through a temporary epoll set that the hub
+ * watches like any fd. 0: something may be ready now (check again);
+ * -OWN_TIMEOUT at the deadline; -EPERM: cannot park here (the caller makes
+ * the blocking libc call); or -ETIMEDOUT/-ECANCELED/-errno.
  */
 static int wait_set(const struct pollfd *fds, nfds_t n, int64_t deadline)
+{
+    int w = wait_loop(fds, n, deadline);
+
+    if (w != 1)
+        return w;
+    return wait_epoll(fds, n, deadline);
+}
+
+/* The epoll way, for sets the loop cannot watch. */
+static int wait_epoll(const struct pollfd *fds, nfds_t n, int64_t deadline)
 {
     int ep = REAL(epoll_create1)(EPOLL_CLOEXEC), rc = 0;
 
