@@ -70,7 +70,8 @@ void jg__wnode_free(struct jg__wnode *n)
 static inline int event_check(const struct jg_event *e)
 {
     if (unlikely(!e || e->magic != EVENT_MAGIC))
-        return -EINVAL;
+        return obj_bad(e, "jg_event");
+    obj_debug_check(e, "jg_event");
     return hub_check(e->hub);
 }
 
@@ -161,7 +162,8 @@ enum { R_EMPTY, R_VALUE, R_ERROR };
 static inline int result_check(const struct jg_result *r)
 {
     if (unlikely(!r || r->magic != RESULT_MAGIC))
-        return -EINVAL;
+        return obj_bad(r, "jg_result");
+    obj_debug_check(r, "jg_result");
     return hub_check(r->hub);
 }
 

@@ -1007,6 +1007,27 @@ err_free:
     return NULL;
 }
 
+/* p lies on the shared stack (jg__obj_check): is it outside the running
+ * green thread's own frames? Those are [sp, top) of a sliced green thread
+ * that runs on it; below its sp, or for any other context, the bytes are
+ * a parked sliced green thread's (resident or copied out) or dead. */
+bool jg__on_parked_stack(const struct jg_hub *h, const void *p)
+{
+    const struct jg_green *g = h->current;
+
+    if ((g->flags & JG__G_SLICED) && h->shared_owner == g)
+        return (const char *)p < (const char *)__builtin_frame_address(0);
+    return true;
+}
+
+void jg__parked_stack_panic(const void *p, const char *what)
+{
+    JG_PANIC("the %s at %p is on the stack of a parked sliced green thread: "
+             "while it is parked its stack is copied out and nothing may "
+             "touch it; put objects that green threads share on the heap, "
+             "in static storage or on a dedicated stack", what, p);
+}
+
 /* Map the sliced green threads' shared stack and the slicer on first use. */
 int jg__hub_sliced_init(struct jg_hub *h)
 {

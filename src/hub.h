@@ -274,6 +274,36 @@ JG_HIDDEN struct jg_green *jg__green_alloc(struct jg_hub *h);
 JG_HIDDEN void jg__green_unref(struct jg_green *g);
 /* Map the shared stack and the slicer on first sliced spawn. */
 JG_HIDDEN int jg__hub_sliced_init(struct jg_hub *h);
+
+/*
+ * Objects that green threads share must not live on a parked sliced green
+ * thread's stack: it is copied out while another sliced one runs, so the
+ * object reads as another thread's frames (DESIGN.md, "Seams"). p (a sync
+ * object, `what` names it) is checked against the hub's shared stack: if
+ * it lies there outside the running green thread's own frames, abort with
+ * a message that says so. One range test when p is elsewhere; the sync
+ * layer makes it where it parks or wakes, and on every call in debug and
+ * sanitizer builds.
+ */
+JG_HIDDEN _Noreturn void jg__parked_stack_panic(const void *p,
+                                               const char *what);
+JG_HIDDEN bool jg__on_parked_stack(const struct jg_hub *h, const void *p);
+static inline bool jg__on_shared_stack(const void *p)
+{
+    const struct jg_hub *h = jg__tls_hub;
+
+    return unlikely(h && h->shared &&
+                    (const char *)p >= (const char *)h->shared->base &&
+                    (const char *)p < (const char *)h->shared->base +
+                                      h->shared->size);
+}
+
+static inline void jg__obj_check(const void *p, const char *what)
+{
+    if (jg__on_shared_stack(p) && jg__on_parked_stack(jg__tls_hub, p))
+        jg__parked_stack_panic(p, what);
+}
+
 /* Make a green thread suspended in jg_switch ready; its jg_switch returns
  * JG_ERR(code). */
 JG_HIDDEN void jg__resume_switched(struct jg_green *g, int code);

@@ -22,7 +22,8 @@ static inline bool killed(const struct jg_green *g)
 static inline int sem_check(const struct jg_sem *s)
 {
     if (unlikely(!s || s->magic != SEM_MAGIC))
-        return -EINVAL;
+        return obj_bad(s, "jg_sem");
+    obj_debug_check(s, "jg_sem");
     return hub_check(s->hub);
 }
 
@@ -137,7 +138,8 @@ int jg_sem_value(const struct jg_sem *s)
 static inline int mutex_check(const struct jg_mutex *m)
 {
     if (unlikely(!m || m->magic != MUTEX_MAGIC))
-        return -EINVAL;
+        return obj_bad(m, "jg_mutex");
+    obj_debug_check(m, "jg_mutex");
     return hub_check(m->hub);
 }
 
@@ -268,7 +270,8 @@ static int mutex_relock(struct jg_mutex *m, struct jg_green *g,
 static inline int cond_check(const struct jg_cond *c)
 {
     if (unlikely(!c || c->magic != COND_MAGIC))
-        return -EINVAL;
+        return obj_bad(c, "jg_cond");
+    obj_debug_check(c, "jg_cond");
     return hub_check(c->hub);
 }
 

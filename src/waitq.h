@@ -90,6 +90,7 @@ static inline int wq_park_node_flags(struct jg_waitq *q, struct jg__wnode *n,
 {
     int rc;
 
+    jg__obj_check(q, "object waited on");
     n->g = g;
     n->handed = false;
     wq_append(q, n);
@@ -133,6 +134,8 @@ static inline struct jg_green *wq_wake_one(struct jg_waitq *q)
 {
     struct jg__wnode *n;
 
+    if (q->head)
+        jg__obj_check(q, "object whose waiters are woken");
     while ((n = q->head) != NULL) {
         wq_unlink(n);
         if (jg__wake(n->g, 0)) {
@@ -149,6 +152,26 @@ static inline void wq_wake_all(struct jg_waitq *q)
     while (wq_wake_one(q))
         ;
 }
+
+/*
+ * A primitive's validity check failed: if the object is on a parked sliced
+ * green thread's stack, abort saying so (it reads as another thread's
+ * frames); otherwise it is a bad argument. Inside the running green
+ * thread's own frames the two cannot be told apart: -EINVAL.
+ */
+static inline int obj_bad(const void *p, const char *what)
+{
+    if (p)
+        jg__obj_check(p, what);
+    return -EINVAL;
+}
+
+/* Debug and sanitizer builds make the same check on every call. */
+#if JG_ASAN || JG_TSAN || !defined(NDEBUG)
+#define obj_debug_check(p, what) jg__obj_check(p, what)
+#else
+#define obj_debug_check(p, what) ((void)0)
+#endif
 
 /*
  * Common checks of a primitive's owner hub: -EXDEV from another OS thread
