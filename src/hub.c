@@ -386,7 +386,7 @@ static inline void *switch_to(struct jg_hub *h, struct jg_green *from,
 {
     void *v;
 
-    h->current = to;
+    jg__set_current(h, to);
     to->state = JG_GREEN_RUNNING;
     if (unlikely(to->flags & (JG__G_SLICED | JG__G_START)))
         return switch_slow(h, from, to, val, false);
@@ -506,13 +506,13 @@ static _Noreturn void finish(struct jg_hub *h, struct jg_green *g, void *res)
     if (to && !(to->flags & JG__G_HUB) &&
         (to->state == JG_GREEN_SWITCHED ||
          (to->state == JG_GREEN_NEW && !jg__list_linked(&to->link)))) {
-        h->current = to;
+        jg__set_current(h, to);
         to->state = JG_GREEN_RUNNING;
         switch_slow(h, g, to, res, true);
     } else {
         struct jg__list *n = jg__list_pop_front(&h->ready);
         to = n ? JG_CONTAINER_OF(n, struct jg_green, link) : h->hub_g;
-        h->current = to;
+        jg__set_current(h, to);
         to->state = JG_GREEN_RUNNING;
         switch_slow(h, g, to, n ? resume_value(to) : NULL, true);
     }
@@ -1036,7 +1036,7 @@ static JG_NOINLINE void *switch_checked(struct jg_green *target, void *value)
     if (unlikely(h->zombie))
         reap(h);
     self->state = JG_GREEN_SWITCHED;
-    h->current = target;
+    jg__set_current(h, target);
     target->state = JG_GREEN_RUNNING;
     return switch_slow(h, self, target, value, false);
 }
@@ -1063,7 +1063,7 @@ void *jg_switch(struct jg_green *target, void *value)
                    !(target->flags & JG__G_SLICED) &&
                    !(self->flags & JG__G_CANCELLED))) {
             self->state = JG_GREEN_SWITCHED;
-            h->current = target;
+            jg__set_current(h, target);
             target->state = JG_GREEN_RUNNING;
             return jg__ctx_jump(&self->ctx, &target->ctx, value);
         }
