@@ -430,17 +430,24 @@ static void reset_holds(void)
     pthread_mutex_unlock(&mu);
 }
 
-/* Block the whole OS thread in a plain sleep (the monitor's sample may
- * interrupt it: sleep on to the same instant). */
+/* Block the whole OS thread in plain sleeps (the monitor's sample may
+ * interrupt one: sleep on to the same instant). In steps of 10 ms: TSan
+ * delivers a signal only as an intercepted call returns. */
 static void plain_sleep(int64_t ns)
 {
     struct timespec ts;
-    int64_t until = t_now_ns() + ns;
+    int64_t until = t_now_ns() + ns, step;
 
-    ts.tv_sec = (time_t)(until / 1000000000LL);
-    ts.tv_nsec = (long)(until % 1000000000LL);
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
-        ;
+    do {
+        step = t_now_ns() + JG_MS(10);
+        if (step > until)
+            step = until;
+        ts.tv_sec = (time_t)(step / 1000000000LL);
+        ts.tv_nsec = (long)(step % 1000000000LL);
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+                               NULL) != 0)
+            ;
+    } while (step < until);
 }
 
 static void *plain_sleeper(void *arg)
