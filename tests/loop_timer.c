@@ -271,17 +271,18 @@ static int cmp64(const void *a, const void *b)
 }
 
 /* 50 ms never fires early; nor oversleeps by a millisecond (epoll's
- * millisecond rounding would), median of five: that half is a measurement,
+ * millisecond rounding would, on every wait). That half is a measurement:
  * asserted only when JG_TEST_MEASURE is set (the loop_timer_accuracy test,
- * run alone), never beside other tests on a loaded machine. */
+ * run alone), and on the fastest of eight waits, since load on the machine
+ * only ever adds to some of them. */
 static void test_50ms_accuracy(void)
 {
     struct jg_loop *l = new_loop();
     struct jg_timer t;
-    int64_t took[5];
+    int64_t took[8];
 
     jg_timer_init(&t, count_cb);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 8; i++) {
         int64_t t0 = jg_now();
         fired = 0;
         T_OK(jg_timer_start(l, &t, JG_MS(50), 0));
@@ -290,10 +291,11 @@ static void test_50ms_accuracy(void)
         took[i] = fired_at[0] - t0;
         T_ASSERT(took[i] >= JG_MS(50));
     }
-    qsort(took, 5, sizeof took[0], cmp64);
-    fprintf(stderr, "median %lld ns\n", (long long)took[2]);
+    qsort(took, 8, sizeof took[0], cmp64);
+    fprintf(stderr, "fastest %lld ns, median %lld ns\n", (long long)took[0],
+            (long long)took[4]);
     if (t_plain() && getenv("JG_TEST_MEASURE"))
-        T_ASSERT(took[2] < JG_MS(51));
+        T_ASSERT(took[0] < JG_MS(51));
     T_OK(jg_loop_destroy(l));
 }
 
