@@ -394,7 +394,7 @@ static inline void *switch_to(struct jg_hub *h, struct jg_green *from,
 {
     void *v;
 
-    h->current = to;
+    jg__set_current(h, to);
     to->state = JG_GREEN_RUNNING;
     if (unlikely(to->flags & (JG__G_SLICED | JG__G_START | JG__G_ERRNO)))
         return switch_slow(h, from, to, val, false);
@@ -551,14 +551,14 @@ static _Noreturn void finish(struct jg_hub *h, struct jg_green *g, void *res)
     if (to && !(to->flags & JG__G_HUB) &&
         (to->state == JG_GREEN_SWITCHED ||
          (to->state == JG_GREEN_NEW && !jg__list_linked(&to->link)))) {
-        h->current = to;
+        jg__set_current(h, to);
         to->state = JG_GREEN_RUNNING;
         switch_slow(h, g, to, res, true);
     } else {
         /* As any hand-over: the loop is polled once the slice is over. */
         struct jg_green *n = next_ready(h);
         to = n ? n : h->hub_g;
-        h->current = to;
+        jg__set_current(h, to);
         to->state = JG_GREEN_RUNNING;
         switch_slow(h, g, to, n ? resume_value(to) : NULL, true);
     }
@@ -1164,7 +1164,7 @@ static JG_NOINLINE void *switch_checked(struct jg_green *target, void *value)
     self->saved_errno = *h->errno_loc;
     self->flags |= JG__G_ERRNO;
     self->state = JG_GREEN_SWITCHED;
-    h->current = target;
+    jg__set_current(h, target);
     target->state = JG_GREEN_RUNNING;
     return switch_slow(h, self, target, value, false);
 }
@@ -1198,7 +1198,7 @@ void *jg_switch(struct jg_green *target, void *value)
             *e = target->saved_errno;
             target->flags &= (uint16_t)~JG__G_ERRNO;
             self->state = JG_GREEN_SWITCHED;
-            h->current = target;
+            jg__set_current(h, target);
             target->state = JG_GREEN_RUNNING;
             return jg__ctx_jump(&self->ctx, &target->ctx, value);
         }

@@ -102,6 +102,12 @@ struct jg_green {
 
 struct jg_hub {
     struct jg_green *current;   /* running green thread (first: hot) */
+    /* Bumped with every change of `current` (jg__set_current), beside it
+     * on the hot line: the watchdog (monitor.c) tells from it that the
+     * green thread holding the hub handed the CPU on, also when it went
+     * straight to the next one without the hub loop seeing it. Written
+     * only by this thread; the watchdog thread reads it. */
+    _Atomic uint64_t switches;
     int *errno_loc;             /* this thread's errno */
     struct jg__list ready;      /* READY green threads, FIFO */
     struct jg_green *hub_g;     /* the hub's own context */
@@ -195,6 +201,19 @@ JG_HIDDEN void jg__fd_closing(int fd);
  * the loop believed of an older fd of that number (see jg__loop_fd_fresh).
  * Defined in io.c, which owns the fd-kind cache. */
 JG_HIDDEN void jg__fd_fresh(int fd);
+
+/*
+ * Make g the running green thread of h (hub thread only). A relaxed load
+ * and store, no locked read-modify-write: only this thread writes
+ * `switches`, and the watchdog only compares its values for change.
+ */
+static inline void jg__set_current(struct jg_hub *h, struct jg_green *g)
+{
+    uint64_t n = atomic_load_explicit(&h->switches, memory_order_relaxed);
+
+    h->current = g;
+    atomic_store_explicit(&h->switches, n + 1, memory_order_relaxed);
+}
 
 /* The running green thread (creating the hub if needed), or NULL. */
 static inline struct jg_green *jg__current(void)

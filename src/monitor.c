@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * monitor.c - blocking detection: a watchdog thread that watches every hub's
- * heartbeat (h->beat) and, when one stays out of its loop past the threshold,
- * has the hub's own OS thread sample the running green thread (name and
- * backtrace, in a SIGURG handler), then reports it once per episode.
+ * heartbeat (h->beat) and switch count (h->switches) and, when one green
+ * thread holds its hub past the threshold (neither the hub loop nor another
+ * green thread got the CPU meanwhile), has the hub's own OS thread sample it
+ * (name and backtrace, in a SIGURG handler), then reports that hold when it
+ * ends, with its duration: every green thread of a run of long holds back
+ * to back gets its own report. A hold that goes on is also reported while
+ * it lasts, at growing intervals.
  * Invariant: the watchdog touches a hub and its record only under `lock`,
- * which the hub's thread also takes to unregister before the hub goes away.
+ * which the hub's thread also takes to unregister before the hub goes away;
+ * the record of a hub that went away in the middle of a reported hold stays
+ * on the `retired` list until the watchdog has reported it.
  */
 #include <execinfo.h>
 #include <pthread.h>
@@ -25,8 +31,13 @@
 #define NAME_LEN 64
 /* A sample not answered by then is reported without name and frames. */
 #define ANSWER_WAIT_MIN JG_SEC(1)
+/* A hold still going on is reported at this age (or twice the threshold,
+ * if longer), then at every doubling of its age, then when it ends. */
+#define ONGOING_FIRST JG_SEC(1)
 
-enum { IDLE, SAMPLING, DONE };
+/* IDLE: no hold past the threshold yet; SAMPLING: one is, its sample was
+ * asked for; HELD: sampled (or given up on), reported when it ends. */
+enum { IDLE, SAMPLING, HELD };
 
 /* The watchdog's record of one hub (allocated by the hub's thread). */
 struct jg__monitor_hub {
@@ -35,8 +46,12 @@ struct jg__monitor_hub {
     pthread_t thread;
     /* The watchdog's view, under `lock`. */
     uint64_t seen;              /* the beat last seen */
-    int64_t since;              /* when the watchdog first saw that beat */
+    uint64_t seen_sw;           /* the switch count last seen */
+    int64_t looked;             /* when the watchdog last looked */
+    int64_t since;              /* when the current hold began (estimate) */
     int64_t asked;              /* when it asked for the current sample */
+    int64_t next_ongoing;       /* age of the next "still holding" report */
+    int64_t gone;               /* retired: when the hub went away */
     int state;
     /*
      * A sample: the watchdog bumps req (release) and signals the thread;
@@ -47,6 +62,7 @@ struct jg__monitor_hub {
      */
     _Atomic uint32_t req, done;
     uint64_t a_beat;            /* the hub's beat as the handler saw it */
+    uint64_t a_sw;              /* and its switch count */
     int64_t a_now;
     long a_tid;
     int a_nframes;
@@ -58,6 +74,7 @@ struct jg__monitor_hub {
 struct report {
     char name[NAME_LEN];
     int64_t elapsed;
+    bool ongoing;               /* the hold goes on: elapsed is "so far" */
     long tid;
     int nframes;
     void *frames[JG_MONITOR_FRAMES];
@@ -69,6 +86,9 @@ static pthread_mutex_t ctl = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake;     /* CLOCK_MONOTONIC (init_once) */
 static struct jg__monitor_hub *hubs;
+/* Records of hubs that went away during a hold past the threshold, waiting
+ * for the watchdog to report that hold and free them. */
+static struct jg__monitor_hub *retired;
 static bool running, stopping;
 static pthread_t watchdog;
 static int64_t threshold;
@@ -120,6 +140,7 @@ static inline __attribute__((always_inline)) void
 answer(struct jg_hub *h, struct jg__monitor_hub *r)
 {
     r->a_beat = atomic_load_explicit(&h->beat, memory_order_relaxed);
+    r->a_sw = atomic_load_explicit(&h->switches, memory_order_relaxed);
     name_of(h->current, r->a_name);
     r->a_now = jg_now();
     r->a_tid = (long)gettid();
@@ -214,7 +235,9 @@ void jg__monitor_hub_add(struct jg_hub *h)
         h->mon = r;
         pthread_mutex_lock(&lock);
         r->seen = atomic_load_explicit(&h->beat, memory_order_relaxed);
-        r->since = jg_now();
+        r->seen_sw = atomic_load_explicit(&h->switches,
+                                          memory_order_relaxed);
+        r->since = r->looked = jg_now();
         r->next = hubs;
         hubs = r;
         pthread_mutex_unlock(&lock);
@@ -227,6 +250,7 @@ void jg__monitor_hub_add(struct jg_hub *h)
 void jg__monitor_hub_remove(struct jg_hub *h)
 {
     struct jg__monitor_hub *r = h->mon, **p;
+    bool keep;
 
     if (!r)
         return;
@@ -237,24 +261,50 @@ void jg__monitor_hub_remove(struct jg_hub *h)
             break;
         }
     }
+    /* A hold past the threshold ended with the hub (its thread exits):
+     * the watchdog still reports it, from the record, then frees it. */
+    keep = running && r->state != IDLE;
+    if (keep) {
+        r->gone = jg_now();
+        r->hub = NULL;
+        r->next = retired;
+        retired = r;
+    }
     pthread_mutex_unlock(&lock);
     /* The watchdog cannot signal us any more; a signal already pending
      * must find no record before the memory goes (the handler runs on this
      * thread, so a compiler barrier orders the two). */
     h->mon = NULL;
     atomic_signal_fence(memory_order_seq_cst);
-    free(r);
+    if (!keep)
+        free(r);
 }
 
 /* ---- the watchdog thread ------------------------------------------------ */
 
-static void take_answer(struct jg__monitor_hub *r, struct report *out)
+/*
+ * Fill out with the hold of r that lasted `elapsed`: the sampled name and
+ * frames when the sample answered for this very hold, "?" otherwise.
+ */
+static void take_report(struct jg__monitor_hub *r, int64_t elapsed,
+                        bool ongoing, struct report *out)
 {
-    size_t n = strlen(r->a_name);
+    uint32_t req = atomic_load_explicit(&r->req, memory_order_relaxed);
     int skip = 0;
 
-    memcpy(out->name, r->a_name, n + 1);
-    out->elapsed = r->a_now - r->since;
+    out->elapsed = elapsed;
+    out->ongoing = ongoing;
+    if (r->state == IDLE ||
+        atomic_load_explicit(&r->done, memory_order_acquire) != req ||
+        r->a_beat != r->seen || r->a_sw != r->seen_sw) {
+        /* Not answered (the thread blocks the signal, or the hold ended
+         * before the handler ran): report what the watchdog knows. */
+        strcpy(out->name, "?");
+        out->tid = 0;
+        out->nframes = 0;
+        return;
+    }
+    memcpy(out->name, r->a_name, strlen(r->a_name) + 1);
     out->tid = r->a_tid;
     /* backtrace() counts from inside the handler: drop on_sample and the
      * signal trampoline (__restore_rt, or the vDSO's on aarch64), so the
@@ -266,22 +316,49 @@ static void take_answer(struct jg__monitor_hub *r, struct report *out)
            (size_t)out->nframes * sizeof(void *));
 }
 
+/* The first "still holding" report of a hold comes at this age. */
+static int64_t first_ongoing(int64_t thr)
+{
+    return thr > ONGOING_FIRST / 2 ? 2 * thr : ONGOING_FIRST;
+}
+
 /*
  * One record's step (under lock). Returns true when out holds a report.
+ *
+ * A hold is the time one green thread keeps the CPU of its hub: it ends
+ * when the hub loop regains control (the beat moves) or when the CPU goes
+ * straight to another green thread (the switch count moves). The watchdog
+ * sees the end at its next look, so it takes the middle of the interval
+ * between two looks as the moment: the end of one hold and the start of
+ * the next, each off by at most half a look period (a watchdog delayed by
+ * a loaded machine errs on both sides, not only one).
  */
 static bool step(struct jg__monitor_hub *r, int64_t now, int64_t thr,
                  struct report *out)
 {
     uint64_t b = atomic_load_explicit(&r->hub->beat, memory_order_relaxed);
+    uint64_t sw = atomic_load_explicit(&r->hub->switches,
+                                       memory_order_relaxed);
     uint32_t req = atomic_load_explicit(&r->req, memory_order_relaxed);
+    int64_t at;
+    bool rep = false;
 
-    if (b != r->seen) {
-        /* Back in the loop since the last look: a new episode starts. */
+    if (b != r->seen || sw != r->seen_sw) {
+        /* The hold ended since the last look: report it if it was past
+         * the threshold, and a new one starts. */
+        at = r->looked + (now - r->looked) / 2;
+        if (r->state != IDLE) {
+            take_report(r, at - r->since, false, out);
+            rep = true;
+        }
         r->seen = b;
-        r->since = now;
+        r->seen_sw = sw;
+        r->since = at;
+        r->looked = now;
         r->state = IDLE;
-        return false;
+        return rep;
     }
+    r->looked = now;
     if (b & 1)
         return false;           /* idle in its poll: not blocking */
     switch (r->state) {
@@ -290,33 +367,63 @@ static bool step(struct jg__monitor_hub *r, int64_t now, int64_t thr,
             return false;
         r->state = SAMPLING;
         r->asked = now;
+        r->next_ongoing = first_ongoing(thr);
         atomic_store_explicit(&r->req, req + 1, memory_order_release);
         /* The thread is alive: it unregisters (under lock) before it
          * ends. */
         if (pthread_kill(r->thread, SAMPLE_SIG) != 0)
-            r->asked = INT64_MIN / 2;   /* report at once, unsampled */
+            r->state = HELD;    /* reported unsampled */
         return false;
     case SAMPLING:
-        if (atomic_load_explicit(&r->done, memory_order_acquire) == req &&
-            r->a_beat == b) {
-            take_answer(r, out);
-            r->state = DONE;
-            return true;
-        }
-        if (now - r->asked > (thr > ANSWER_WAIT_MIN ? thr : ANSWER_WAIT_MIN)) {
-            /* The thread blocks the signal, or (TSan) only takes it at its
-             * next intercepted call: report what the watchdog knows. */
-            strcpy(out->name, "?");
-            out->elapsed = now - r->since;
-            out->tid = 0;
-            out->nframes = 0;
-            r->state = DONE;
-            return true;
-        }
-        return false;
+        /* Answered; or the thread blocks the signal, or (TSan) only takes
+         * it at its next intercepted call: stop waiting, the report says
+         * what is known. */
+        if (atomic_load_explicit(&r->done, memory_order_acquire) == req ||
+            now - r->asked > (thr > ANSWER_WAIT_MIN ? thr : ANSWER_WAIT_MIN))
+            r->state = HELD;
+        break;
     default:
-        return false;           /* reported: wait for the next episode */
+        break;
     }
+    /* A long hold is also reported while it lasts. */
+    if (now - r->since < r->next_ongoing)
+        return false;
+    while (r->next_ongoing <= now - r->since)
+        r->next_ongoing *= 2;
+    take_report(r, now - r->since, true, out);
+    return true;
+}
+
+/* The watchdog stops: report a hold past the threshold as it stands (ended
+ * or not) and forget it. Under lock; true when out holds a report. */
+static bool step_last(struct jg__monitor_hub *r, int64_t now,
+                      struct report *out)
+{
+    uint64_t b = atomic_load_explicit(&r->hub->beat, memory_order_relaxed);
+    uint64_t sw = atomic_load_explicit(&r->hub->switches,
+                                       memory_order_relaxed);
+    bool ended = b != r->seen || sw != r->seen_sw;
+
+    if (r->state == IDLE)
+        return false;
+    take_report(r, (ended ? r->looked + (now - r->looked) / 2 : now) -
+                r->since, !ended, out);
+    r->state = IDLE;
+    return true;
+}
+
+/* Report one retired hold and free its record (under lock); false when
+ * there is none. */
+static bool step_retired(struct report *out)
+{
+    struct jg__monitor_hub *r = retired;
+
+    if (!r)
+        return false;
+    retired = r->next;
+    take_report(r, r->gone - r->since, false, out);
+    free(r);
+    return true;
 }
 
 static void emit(const struct report *rep, jg_monitor_fn fn, void *arg)
@@ -329,9 +436,11 @@ static void emit(const struct report *rep, jg_monitor_fn fn, void *arg)
         return;
     }
     n = snprintf(line, sizeof line,
-                 "juggle monitor: green thread \"%s\" has held its hub "
-                 "(thread %ld) for %.1f ms without coming back to the "
-                 "loop%s\n", rep->name, rep->tid, (double)rep->elapsed / 1e6,
+                 "juggle monitor: green thread \"%s\" %s its hub "
+                 "(thread %ld) for %.1f ms%s without coming back to the "
+                 "loop%s\n", rep->name, rep->ongoing ? "has held" : "held",
+                 rep->tid, (double)rep->elapsed / 1e6,
+                 rep->ongoing ? " so far" : "",
                  rep->nframes > 0 ? "; backtrace:" : "");
     if (n > 0)
         jg__write_stderr(line);
@@ -347,22 +456,32 @@ static void *watchdog_main(void *unused)
     (void)unused;
     jg__block_all_signals();
     pthread_mutex_lock(&lock);
-    /* Episodes start now: nothing was watched while we were stopped. */
+    /* Holds start now: nothing was watched while we were stopped. */
     for (r = hubs; r; r = r->next) {
         r->seen = atomic_load_explicit(&r->hub->beat, memory_order_relaxed);
-        r->since = jg_now();
+        r->seen_sw = atomic_load_explicit(&r->hub->switches,
+                                          memory_order_relaxed);
+        r->since = r->looked = jg_now();
         r->state = IDLE;
     }
-    while (!stopping) {
+    for (;;) {
         int64_t now = jg_now(), wait, until;
-        bool found = false, answer_soon = false;
+        bool found = step_retired(&rep), answer_soon = false;
         struct timespec ts;
 
         for (r = hubs; r && !found; r = r->next) {
+            if (stopping) {
+                /* Nothing is lost: the holds past the threshold are
+                 * reported before jg_monitor_stop returns. */
+                found = step_last(r, now, &rep);
+                continue;
+            }
             found = step(r, now, threshold, &rep);
             if (r->state == SAMPLING && now - r->asked < JG_MS(20))
                 answer_soon = true;
         }
+        if (!found && stopping)
+            break;
         if (found) {
             jg_monitor_fn fn = report_fn;
             void *arg = report_arg;
@@ -374,8 +493,10 @@ static void *watchdog_main(void *unused)
             pthread_mutex_lock(&lock);
             continue;
         }
-        /* Look 8 times per threshold: an episode is seen at most an eighth
-         * of it late. An answer is normally there within microseconds. */
+        /* Look 8 times per threshold: a hold is seen past the threshold
+         * at most an eighth of it late, and its end and start are timed
+         * to a sixteenth. An answer is normally there within
+         * microseconds. */
         wait = threshold / 8;
         if (wait < JG_MS(1) || answer_soon)
             wait = JG_MS(1);
@@ -413,6 +534,10 @@ static void fork_child(void)
 
     running = stopping = false;
     threshold = 0;
+    while ((r = retired) != NULL) {
+        retired = r->next;
+        free(r);
+    }
     while ((r = *p) != NULL) {
         if (pthread_equal(r->thread, pthread_self())) {
             p = &r->next;
@@ -504,6 +629,8 @@ out:
 
 int jg_monitor_stop(void)
 {
+    struct jg__monitor_hub *r;
+
     pthread_once(&once, init_once);
     if (on_watchdog())
         return -EDEADLK;
@@ -521,6 +648,11 @@ int jg_monitor_stop(void)
     pthread_mutex_lock(&lock);
     running = false;
     threshold = 0;
+    /* Hubs that went away after the watchdog's last look: unreported. */
+    while ((r = retired) != NULL) {
+        retired = r->next;
+        free(r);
+    }
     pthread_mutex_unlock(&lock);
     pthread_mutex_unlock(&ctl);
     return 0;

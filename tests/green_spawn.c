@@ -104,9 +104,9 @@ static void test_bobalice(void)
     T_EQ(nsaid, 2);
     T_STREQ(said[0], "alice");
     T_STREQ(said[1], "bob");
+    /* The sleeps overlapped: bob (300 ms) was spawned first, and alice
+     * (100 ms) still spoke first, so bob's sleep did not hold the hub. */
     T_ASSERT(el >= JG_MS(300));
-    if (t_plain())
-        T_ASSERT(el < JG_MS(400));
 }
 
 /* ---- kill ------------------------------------------------------------------ */
@@ -133,14 +133,12 @@ static void test_kill_sleeping(void)
     T_OK(jg_spawn(&g, sleep_long, &b, NULL));
     T_OK(jg_sleep(JG_MS(10)));
     T_EQ(jg_state(g), JG_GREEN_PARKED);
-    int64_t t0 = t_now_ns();
     T_OK(jg_kill(g));
     void *res = NULL;
     T_ERR(jg_join(g, &res, JG_FOREVER), -ECANCELED);
     T_EQ(b.rc, -ECANCELED);
     T_PEQ(res, JG_ERR(-ECANCELED));
-    /* The kill woke it: it did not sleep its 10 s out. */
-    T_ASSERT(t_now_ns() - t0 < JG_SEC(5));
+    /* The kill woke it: a sleep of its 10 s out would have returned 0. */
 }
 
 static void *join_other(void *arg)
@@ -305,14 +303,13 @@ static void test_kill_sticky(void)
     T_OK(jg_sleep(JG_MS(10)));
     T_EQ(jg_state(g), JG_GREEN_PARKED);
     T_OK(jg_kill(g));
-    int64_t t0 = t_now_ns();
     T_ERR(jg_join(g, NULL, JG_FOREVER), -ECANCELED);
     T_EQ(s.cancelled_before, 0);
     T_EQ(s.cancelled_after, 1);
+    /* Each call failed at once: none waited (other sleeps 10 s, and the
+     * join on it would have waited for that). */
     for (int i = 0; i < 6; i++)
         T_ERR(s.rc[i], -ECANCELED);
-    if (t_plain())
-        T_ASSERT(t_now_ns() - t0 < JG_MS(100));
     T_ASSERT(!jg_cancelled());  /* main was not killed */
 
     /* The failed join did not consume other's handle. */
@@ -354,25 +351,34 @@ static void *sleep_arg(void *arg)
     return rc < 0 ? JG_ERR(rc) : (void *)(uintptr_t)0x5;
 }
 
+static void *count_runs(void *arg)
+{
+    (*(int *)arg)++;
+    return NULL;
+}
+
 static void test_join_timeout(void)
 {
-    struct jg_green *g;
+    struct jg_green *g, *y;
     void *res = NULL;
+    int runs = 0;
 
     T_OK(jg_spawn(&g, sleep_arg, (void *)(intptr_t)JG_MS(200), NULL));
     int64_t t0 = t_now_ns();
     T_ERR(jg_join(g, &res, JG_MS(50)), -ETIMEDOUT);
     int64_t el = t_now_ns() - t0;
     T_ASSERT(el >= JG_MS(50));
-    if (t_plain())
-        T_ASSERT(el < JG_MS(150));
     T_PEQ(res, NULL);           /* untouched on timeout */
+    /* It returned at its timeout, before the 200 ms sleep ended (timers
+     * fire in expiry order, also late on a loaded machine). */
     T_EQ(jg_state(g), JG_GREEN_PARKED);
-    /* Timeout 0: try once, do not wait. */
+    /* Timeout 0: try once, do not wait: nothing else runs meanwhile. */
     t0 = t_now_ns();
+    T_OK(jg_spawn(&y, count_runs, &runs, NULL));
     T_ERR(jg_join(g, &res, 0), -ETIMEDOUT);
-    if (t_plain())
-        T_ASSERT(t_now_ns() - t0 < JG_MS(20));
+    T_EQ(runs, 0);
+    T_OK(jg_join(y, NULL, JG_FOREVER));
+    T_EQ(runs, 1);
     /* The handle is still valid; a later join works. */
     T_OK(jg_join(g, &res, JG_FOREVER));
     T_PEQ(res, (void *)(uintptr_t)0x5);
@@ -380,10 +386,8 @@ static void test_join_timeout(void)
 
     /* A join whose timeout is long enough succeeds before it. */
     T_OK(jg_spawn(&g, sleep_arg, (void *)(intptr_t)JG_MS(20), NULL));
-    t0 = t_now_ns();
     T_OK(jg_join(g, &res, JG_SEC(5)));
-    if (t_plain())
-        T_ASSERT(t_now_ns() - t0 < JG_MS(200));
+    T_PEQ(res, (void *)(uintptr_t)0x5);
 
     /* A finished thread joins with timeout 0. */
     T_OK(jg_spawn(&g, ret_arg, (void *)(uintptr_t)9, NULL));
@@ -392,18 +396,40 @@ static void test_join_timeout(void)
     T_PEQ(res, (void *)(uintptr_t)9);
 }
 
+static int woke[8], nwoke;
+
+static void *sleep_then_log(void *arg)
+{
+    static const int64_t ds[] = { 0, JG_US(500), JG_MS(20), JG_MS(50) };
+    int i = (int)(intptr_t)arg;
+
+    T_OK(jg_sleep(ds[i]));
+    woke[nwoke++] = i;
+    return NULL;
+}
+
+/* Never early; and side by side, sleeps end in the order of their lengths
+ * (an order, not a precision: a loaded machine may wake all of them late,
+ * but not out of turn). */
 static void test_sleep_timing(void)
 {
     static const int64_t ds[] = { 0, JG_US(500), JG_MS(20), JG_MS(50) };
+    struct jg_green *g[4];
 
     for (size_t i = 0; i < sizeof(ds) / sizeof(ds[0]); i++) {
         int64_t t0 = t_now_ns();
         T_OK(jg_sleep(ds[i]));
         int64_t el = t_now_ns() - t0;
         T_ASSERT(el >= ds[i]);
-        if (t_plain())
-            T_ASSERT(el < ds[i] + JG_MS(10));
     }
+    nwoke = 0;
+    for (int i = 3; i >= 0; i--)
+        T_OK(jg_spawn(&g[i], sleep_then_log, (void *)(intptr_t)i, NULL));
+    for (int i = 0; i < 4; i++)
+        T_OK(jg_join(g[i], NULL, JG_FOREVER));
+    T_EQ(nwoke, 4);
+    for (int i = 0; i < 4; i++)
+        T_EQ(woke[i], i);
     T_ERR(jg_sleep(-2), -EINVAL);
     T_ERR(jg_sleep(INT64_MIN), -EINVAL);
 }
@@ -480,10 +506,8 @@ static void test_deadlock_switched(void)
     T_PEQ(jg_switch(g, NULL), (void *)(uintptr_t)1);
     T_EQ(jg_state(g), JG_GREEN_SWITCHED);
     /* Nothing ready, no watcher: main would wait forever. */
-    int64_t t0 = t_now_ns();
+    /* Found at once: nothing else could ever end this join. */
     T_ERR(jg_join(g, NULL, JG_FOREVER), -EDEADLK);
-    if (t_plain())
-        T_ASSERT(t_now_ns() - t0 < JG_MS(100));
     T_EQ(jg_state(g), JG_GREEN_SWITCHED);
     /* Resolve it with a kill; the handle was kept. */
     T_OK(jg_kill(g));

@@ -84,11 +84,15 @@ static void test_accept_emfile(void)
             ticks - t0);
     T_ASSERT(wall >= JG_MS(300));
     T_ASSERT(ticks - t0 >= 5);      /* 30 expected: the hub kept going */
+    /* And it returned at its timeout: each tick sleeps 10 ms and timers
+     * fire in expiry order, so up to the timeout there are at most 31
+     * ticks, and one more before this green thread runs again, however
+     * late a loaded machine runs them all. */
+    T_ASSERT(ticks - t0 <= 33);
     T_ERR(jg_accept(l, NULL, NULL, 0), -EMFILE);
-    if (t_plain()) {
-        T_ASSERT(wall < JG_MS(700));
+    /* CPU time, not wall time: load does not add to it. */
+    if (t_plain())
         T_ASSERT(cpu < JG_MS(100));     /* backed off, did not spin */
-    }
 
     /* An fd freed while accept backs off: the connection is taken. */
     T_OK(jg_spawn(&fr, freer, NULL, NULL));

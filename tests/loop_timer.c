@@ -102,10 +102,15 @@ static void test_equal_expiries_in_start_order(void)
 /* Fixed rate: firings never exceed the schedule, and keep its phase. */
 static int64_t rep_start;
 static int rep_stop_after;
+static int64_t rep_next[64];    /* the next expiry, as each callback sees */
 
 static void repeat_cb(struct jg_timer *w)
 {
     count_cb(w);
+    if (fired <= 64)
+        rep_next[fired - 1] = w->when_ns;
+    /* Time spent in the callback must not shift the schedule. */
+    spin_until(jg_now() + JG_MS(2));
     if (fired >= rep_stop_after)
         T_OK(jg_timer_stop(w));
 }
@@ -114,23 +119,29 @@ static void test_repeat_fixed_rate(void)
 {
     struct jg_loop *l = new_loop();
     struct jg_timer t;
-    int64_t end;
+    int64_t end, first;
 
     jg_timer_init(&t, repeat_cb);
     fired = 0;
     rep_stop_after = 10;
     rep_start = jg_now();
     T_OK(jg_timer_start(l, &t, JG_MS(10), JG_MS(10)));
+    first = t.when_ns;
     T_EQ(jg_loop_run(l, JG_RUN_DEFAULT), 0);
     end = jg_now();
     T_EQ(fired, 10);
     for (int k = 0; k < 10; k++)
         T_ASSERT(fired_at[k] - rep_start >= JG_MS(10) * (k + 1));
-    /* Ten periods take at least 100 ms; the plain build stays close to
-     * the schedule (no drift from re-arming relative to the callback). */
     T_ASSERT(end - rep_start >= JG_MS(100));
-    if (t_plain())
-        T_ASSERT(end - rep_start < JG_MS(115));
+    /* No drift from re-arming relative to the callback (2 ms each): every
+     * next expiry lies on the grid of the first, later than the one
+     * before. A loaded machine may skip grid points, never leave them. */
+    for (int k = 0; k < 10; k++) {
+        T_EQ((rep_next[k] - first) % JG_MS(10), 0);
+        T_ASSERT(rep_next[k] >= first + JG_MS(10) * (k + 1));
+        if (k > 0)
+            T_ASSERT(rep_next[k] > rep_next[k - 1]);
+    }
     T_OK(jg_loop_destroy(l));
 }
 
@@ -177,11 +188,11 @@ static void test_cancel_and_restart(void)
     T_OK(jg_timer_start(l, &t, JG_MS(20), 0));
     T_OK(jg_timer_stop(&t));
     T_OK(jg_timer_stop(&t));    /* idempotent */
-    t0 = jg_now();
+    /* Gone from the heap: the run below has nothing to wait for (a run
+     * that waited for it would also have fired it). */
+    T_EQ(l->heap_len, 0);
     T_EQ(jg_loop_run(l, JG_RUN_DEFAULT), 0);
     T_EQ(fired, 0);
-    if (t_plain())
-        T_ASSERT(jg_now() - t0 < JG_MS(10));
 
     /* Restart while active: one firing, at the new time. */
     t0 = jg_now();
@@ -259,16 +270,19 @@ static int cmp64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* 50 ms neither fires early nor oversleeps by a millisecond (epoll's
- * millisecond rounding would): median of five. */
+/* 50 ms never fires early; nor oversleeps by a millisecond (epoll's
+ * millisecond rounding would, on every wait). That half is a measurement:
+ * asserted only when JG_TEST_MEASURE is set (the loop_timer_accuracy test,
+ * run alone), and on the fastest of eight waits, since load on the machine
+ * only ever adds to some of them. */
 static void test_50ms_accuracy(void)
 {
     struct jg_loop *l = new_loop();
     struct jg_timer t;
-    int64_t took[5];
+    int64_t took[8];
 
     jg_timer_init(&t, count_cb);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 8; i++) {
         int64_t t0 = jg_now();
         fired = 0;
         T_OK(jg_timer_start(l, &t, JG_MS(50), 0));
@@ -277,10 +291,11 @@ static void test_50ms_accuracy(void)
         took[i] = fired_at[0] - t0;
         T_ASSERT(took[i] >= JG_MS(50));
     }
-    qsort(took, 5, sizeof took[0], cmp64);
-    fprintf(stderr, "median %lld ns\n", (long long)took[2]);
-    if (t_plain())
-        T_ASSERT(took[2] < JG_MS(51));
+    qsort(took, 8, sizeof took[0], cmp64);
+    fprintf(stderr, "fastest %lld ns, median %lld ns\n", (long long)took[0],
+            (long long)took[4]);
+    if (t_plain() && getenv("JG_TEST_MEASURE"))
+        T_ASSERT(took[0] < JG_MS(51));
     T_OK(jg_loop_destroy(l));
 }
 
@@ -316,17 +331,15 @@ static void test_unref_timer(void)
 {
     struct jg_loop *l = new_loop();
     struct jg_timer bg, fg;
-    int64_t t0 = jg_now();
 
     jg_timer_init(&bg, count_cb);
     jg_timer_init(&fg, count_cb);
     fired = 0;
     T_OK(jg_timer_start(l, &bg, JG_MS(200), 0));
     jg_watcher_unref(&bg.base);
+    /* It did not wait for the unref'd timer: that would have fired it. */
     T_EQ(jg_loop_run(l, JG_RUN_DEFAULT), 0);
     T_EQ(fired, 0);
-    if (t_plain())
-        T_ASSERT(jg_now() - t0 < JG_MS(100));
     T_ASSERT(jg_watcher_active(&bg.base));
     T_ERR(jg_loop_destroy(l), -EBUSY);
 
@@ -351,10 +364,9 @@ static void test_run_once_blocks(void)
     fired = 0;
     T_OK(jg_timer_start(l, &t, JG_MS(20), 0));
     t0 = jg_now();
+    /* It did not wait: waiting for the timer would have fired it. */
     T_EQ(jg_loop_run(l, JG_RUN_NOWAIT), 1);
     T_EQ(fired, 0);
-    if (t_plain())
-        T_ASSERT(jg_now() - t0 < JG_MS(10));
     T_EQ(jg_loop_run(l, JG_RUN_ONCE), 0);
     T_EQ(fired, 1);
     T_ASSERT(jg_now() - t0 >= JG_MS(20));

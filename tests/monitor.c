@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * monitor.c - blocking detection: a green thread that spins past the
- * threshold is named with its backtrace, once per episode (callback, stderr,
- * and JG_MONITOR in the environment); a busy but well-behaved echo server
- * stays unreported; stop joins the watchdog thread.
+ * threshold is named with its backtrace, once per hold, with the hold's
+ * duration (callback, stderr, and JG_MONITOR in the environment); each of
+ * many green threads blocking back to back is reported; a hold that goes on
+ * is reported while it lasts; a busy but well-behaved echo server stays
+ * unreported; stop joins the watchdog thread.
  */
 #include <dirent.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -128,9 +131,9 @@ static void test_reports_spinner_once_per_episode(void)
      * still one report. */
     T_EQ(nreports, 1);
     T_STREQ(last_name, "spinner");
-    T_ASSERT(last_elapsed >= JG_MS(50));
-    if (t_plain())
-        T_ASSERT(last_elapsed < JG_MS(200));
+    /* Reported as the hold ended, with its duration, not as the
+     * threshold passed (about 50 ms). */
+    T_ASSERT(last_elapsed >= JG_MS(100));
     T_ASSERT(last_nframes >= 1);
     T_ASSERT(last_in_spin);             /* the hub thread's own stack */
     pthread_mutex_unlock(&mu);
@@ -396,6 +399,173 @@ static void test_silent_under_load(void)
     jg_monitor_set_callback(NULL, NULL);
 }
 
+
+/* ---- holds back to back, long holds, a hub that goes away --------------- */
+
+/* Every report of the cases below (the callback runs on the watchdog). */
+enum { MAX_HOLDS = 64 };
+static struct hold_rep {
+    char name[64];
+    int64_t elapsed;
+} holds[MAX_HOLDS];
+static int nholds;
+
+static void on_hold(const char *name, int64_t elapsed_ns,
+                    void *const *frames, int nframes, void *arg)
+{
+    (void)frames, (void)nframes, (void)arg;
+    pthread_mutex_lock(&mu);
+    if (nholds < MAX_HOLDS) {
+        snprintf(holds[nholds].name, sizeof holds[0].name, "%s", name);
+        holds[nholds].elapsed = elapsed_ns;
+    }
+    nholds++;
+    pthread_mutex_unlock(&mu);
+}
+
+static void reset_holds(void)
+{
+    pthread_mutex_lock(&mu);
+    nholds = 0;
+    pthread_mutex_unlock(&mu);
+}
+
+/* Block the whole OS thread in plain sleeps (the monitor's sample may
+ * interrupt one: sleep on to the same instant). In steps of 10 ms: TSan
+ * delivers a signal only as an intercepted call returns. */
+static void plain_sleep(int64_t ns)
+{
+    struct timespec ts;
+    int64_t until = t_now_ns() + ns, step;
+
+    do {
+        step = t_now_ns() + JG_MS(10);
+        if (step > until)
+            step = until;
+        ts.tv_sec = (time_t)(step / 1000000000LL);
+        ts.tv_nsec = (long)(step % 1000000000LL);
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+                               NULL) != 0)
+            ;
+    } while (step < until);
+}
+
+static void *plain_sleeper(void *arg)
+{
+    plain_sleep((int64_t)(intptr_t)arg);
+    return NULL;
+}
+
+/*
+ * Issue 9: 40 green threads, each blocking the hub 53 ms in a plain sleep
+ * and returning, hand the CPU straight to one another: the monitor gave one
+ * "20.8 ms" report for the 2.1 s. Each is a hold of its own: each gets a
+ * report naming it, with its own duration.
+ */
+static void test_reports_each_green_thread_of_back_to_back_holds(void)
+{
+    int n = (int)t_scale(40);
+    struct jg_green *g[40];
+    bool seen[40] = { false };
+    char name[40][16];
+
+    if (n > 40)
+        n = 40;
+    reset_holds();
+    jg_monitor_set_callback(on_hold, NULL);
+    T_OK(jg_monitor_start(JG_MS(20)));
+    for (int i = 0; i < n; i++) {
+        struct jg_spawn_opts o = { .name = name[i] };
+
+        snprintf(name[i], sizeof name[i], "hold-%d", i);
+        T_OK(jg_spawn(&g[i], plain_sleeper, (void *)(intptr_t)JG_MS(53),
+                      &o));
+    }
+    for (int i = 0; i < n; i++)
+        T_OK(jg_join(g[i], NULL, JG_SEC(30)));
+    T_OK(jg_monitor_stop());    /* the last hold is reported by now */
+    jg_monitor_set_callback(NULL, NULL);
+
+    pthread_mutex_lock(&mu);
+    fprintf(stderr, "%d holds of 53 ms: %d reports\n", n, nholds);
+    for (int i = 0; i < nholds && i < MAX_HOLDS; i++) {
+        int k = -1;
+
+        fprintf(stderr, "   %s %.1f ms\n", holds[i].name,
+                (double)holds[i].elapsed / 1e6);
+        T_ASSERT(sscanf(holds[i].name, "hold-%d", &k) == 1);
+        T_ASSERT(k >= 0 && k < n);
+        T_ASSERT(!seen[k]);                     /* one report per hold */
+        seen[k] = true;
+        T_ASSERT(holds[i].elapsed >= JG_MS(40));
+    }
+    T_ASSERT(nholds >= n - 1);
+    T_ASSERT(nholds <= n);
+    pthread_mutex_unlock(&mu);
+}
+
+/* A hold that does not end is reported while it lasts (at 1 s here), then
+ * once more, with its whole duration, when it ends. */
+static void test_reports_long_hold_while_it_lasts(void)
+{
+    reset_holds();
+    jg_monitor_set_callback(on_hold, NULL);
+    T_OK(jg_monitor_start(JG_MS(50)));
+    T_OK(jg_yield());                           /* this thread's hub */
+    plain_sleep(JG_MS(1500));
+    T_OK(jg_sleep(JG_MS(50)));                  /* ends the hold */
+    T_OK(jg_monitor_stop());
+    jg_monitor_set_callback(NULL, NULL);
+    pthread_mutex_lock(&mu);
+    T_EQ(nholds, 2);
+    T_STREQ(holds[0].name, "main");
+    T_STREQ(holds[1].name, "main");
+    T_ASSERT(holds[0].elapsed >= JG_SEC(1));
+    T_ASSERT(holds[1].elapsed >= JG_MS(1400));
+    T_ASSERT(holds[1].elapsed > holds[0].elapsed);
+    pthread_mutex_unlock(&mu);
+}
+
+/* A thread whose hub goes away right after a long hold: still reported. */
+static void *hold_then_exit(void *arg)
+{
+    struct jg_spawn_opts o = { .name = "last-words" };
+    struct jg_green *g;
+
+    (void)arg;
+    T_OK(jg_spawn(&g, plain_sleeper, (void *)(intptr_t)JG_MS(150), &o));
+    T_OK(jg_join(g, NULL, JG_SEC(10)));
+    return NULL;
+}
+
+static void test_reports_hold_of_exiting_thread(void)
+{
+    pthread_t t;
+
+    reset_holds();
+    jg_monitor_set_callback(on_hold, NULL);
+    T_OK(jg_monitor_start(JG_MS(50)));
+    T_ASSERT(pthread_create(&t, NULL, hold_then_exit, NULL) == 0);
+    T_ASSERT(pthread_join(t, NULL) == 0);
+    T_OK(jg_monitor_stop());
+    jg_monitor_set_callback(NULL, NULL);
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < nholds && i < MAX_HOLDS; i++)
+        fprintf(stderr, "   %s %.1f ms\n", holds[i].name,
+                (double)holds[i].elapsed / 1e6);
+    /* The main thread's own hub, blocked in pthread_join meanwhile, may
+     * be reported too: look at the other thread's hold only. */
+    int mine = 0;
+    for (int i = 0; i < nholds && i < MAX_HOLDS; i++) {
+        if (strcmp(holds[i].name, "last-words") == 0) {
+            mine++;
+            T_ASSERT(holds[i].elapsed >= JG_MS(100));
+        }
+    }
+    T_EQ(mine, 1);
+    pthread_mutex_unlock(&mu);
+}
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static int threads_now(void)
@@ -462,4 +632,7 @@ T_MAIN(T_CASE(test_reports_spinner_once_per_episode),
        T_CASE(test_env_child),
        T_CASE(test_env_var),
        T_CASE(test_silent_under_load),
+       T_CASE(test_reports_each_green_thread_of_back_to_back_holds),
+       T_CASE(test_reports_long_hold_while_it_lasts),
+       T_CASE(test_reports_hold_of_exiting_thread),
        T_CASE(test_start_stop))

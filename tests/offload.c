@@ -15,24 +15,33 @@
 #include <unistd.h>
 #include "t.h"
 
-static int ticks;
+/* Ticks of a green thread, counted while offloaded work runs: read by the
+ * pool threads too. */
+static _Atomic int ticks, stop_ticking;
 
 static void *ticker(void *arg)
 {
-    int64_t until = jg_now() + (int64_t)(intptr_t)arg;
-
-    while (jg_now() < until) {
+    (void)arg;
+    while (!atomic_load(&stop_ticking)) {
         if (jg_sleep(JG_MS(2)) < 0)
             break;
-        ticks++;
+        atomic_fetch_add(&ticks, 1);
     }
     return NULL;
 }
 
+/* On a pool thread: done only once the hub has ticked 5 times since the
+ * work began (or after 10 s, failing): work that held the hub would never
+ * see a tick. Counts, not wall time: a loaded machine only makes it wait
+ * longer. */
 static void *slow_double(void *arg)
 {
-    usleep(50000);
-    return (void *)((intptr_t)arg * 2);
+    int from = atomic_load(&ticks);
+
+    for (int i = 0; i < 10000 && atomic_load(&ticks) - from < 5; i++)
+        usleep(1000);
+    return (void *)(atomic_load(&ticks) - from >= 5 ? (intptr_t)arg * 2
+                                                    : -1);
 }
 
 static pthread_t ran_on;
@@ -64,16 +73,19 @@ static void test_run_in_thread(void)
     T_ERR(jg_run_in_thread(NULL, NULL, &v, 0), -EINVAL);
     T_ERR(jg_run_in_thread(slow_double, NULL, &v, -7), -EINVAL);
 
-    ticks = 0;
-    T_OK(jg_spawn(&tk, ticker, (void *)(intptr_t)JG_MS(40), NULL));
+    atomic_store(&ticks, 0);
+    atomic_store(&stop_ticking, 0);
+    T_OK(jg_spawn(&tk, ticker, NULL, NULL));
     T_OK(jg_spawn(&a, offload_green, (void *)20, NULL));
     T_OK(jg_spawn(&b, offload_green, (void *)21, &sliced));
     T_OK(jg_join(a, &v, JG_FOREVER));
     T_EQ((intptr_t)v, 40);
     T_OK(jg_join(b, &v, JG_FOREVER));
     T_EQ((intptr_t)v, 42);
-    /* Both ran on pool threads while the hub kept its timers going. */
-    T_ASSERT(ticks >= 5);
+    /* Both ran on pool threads while the hub kept its timers going (each
+     * saw 5 ticks meanwhile, or its result would be -1). */
+    T_ASSERT(atomic_load(&ticks) >= 5);
+    atomic_store(&stop_ticking, 1);
     T_OK(jg_join(tk, NULL, JG_FOREVER));
     /* From the main context with a hub: it goes to the pool too. */
     T_OK(jg_run_in_thread(record_thread, NULL, NULL, JG_FOREVER));

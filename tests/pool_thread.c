@@ -401,24 +401,29 @@ static void test_default_pool(void)
     jg_future_unref(f);
 }
 
-static int ticks;
+/* Ticks of a green thread, read by the pool's workers too. */
+static _Atomic int ticks, stop_ticking;
 
 static void *ticker(void *arg)
 {
-    int64_t until = jg_now() + (int64_t)(intptr_t)arg;
-
-    while (jg_now() < until) {
+    (void)arg;
+    while (!atomic_load(&stop_ticking)) {
         if (jg_sleep(JG_MS(2)) < 0)
             break;
-        ticks++;
+        atomic_fetch_add(&ticks, 1);
     }
     return NULL;
 }
 
+/* On a worker: ends once the hub has ticked 5 times since it began (10 s
+ * cap, then NULL): a wait that held the hub would see no tick. */
 static void *slow_call(void *arg)
 {
-    usleep(60000);
-    return arg;
+    int from = atomic_load(&ticks);
+
+    for (int i = 0; i < 10000 && atomic_load(&ticks) - from < 5; i++)
+        usleep(1000);
+    return atomic_load(&ticks) - from >= 5 ? arg : NULL;
 }
 
 static void *await_pool(void *arg)
@@ -441,17 +446,20 @@ static void test_green_awaits_pool_hub_serves(void)
     struct jg_green *a, *b, *tk;
     void *v;
 
-    ticks = 0;
+    atomic_store(&ticks, 0);
+    atomic_store(&stop_ticking, 0);
     T_OK(jg_thread_pool_create(&ex, &o));
-    T_OK(jg_spawn(&tk, ticker, (void *)(intptr_t)JG_MS(50), NULL));
+    T_OK(jg_spawn(&tk, ticker, NULL, NULL));
     T_OK(jg_spawn(&a, await_pool, ex, NULL));
     T_OK(jg_spawn(&b, await_pool, ex, &sliced));
     T_OK(jg_join(a, &v, JG_FOREVER));
     T_EQ((intptr_t)v, 77);
     T_OK(jg_join(b, &v, JG_FOREVER));
     T_EQ((intptr_t)v, 77);
-    /* The timer of another green thread kept firing meanwhile. */
-    T_ASSERT(ticks >= 5);
+    /* The timer of another green thread kept firing meanwhile (each
+     * call saw 5 ticks, or its result would be NULL). */
+    T_ASSERT(atomic_load(&ticks) >= 5);
+    atomic_store(&stop_ticking, 1);
     T_OK(jg_join(tk, NULL, JG_FOREVER));
     jg_executor_destroy(ex);
 }

@@ -233,10 +233,9 @@ static void test_queue_basic(void)
     T_ASSERT(t_now_ns() - t0 >= JG_MS(30));
     T_EQ(jg_shmq_get(q, buf, sizeof buf, 0), 252);
     t0 = t_now_ns();
+    /* Only the timeout can end it (nobody puts): not early. */
     T_ERR(jg_shmq_get(q, buf, sizeof buf, JG_MS(30)), -ETIMEDOUT);
     T_ASSERT(t_now_ns() - t0 >= JG_MS(30));
-    if (t_plain())
-        T_ASSERT(t_now_ns() - t0 < JG_MS(500));
     T_ERR(jg_shmq_put(q, "x", 1, -5), -EINVAL);
     T_ERR(jg_shmq_put(q, NULL, 1, 0), -EINVAL);
 
@@ -542,10 +541,10 @@ static void test_queue_green_waits(void)
     T_OK(jg_join(tg, NULL, JG_SEC(5)));
     t_reap_ok(pid);
     T_ASSERT(dt >= JG_MS(150));
-    /* The hub kept serving the ticker while the getter waited. */
-    T_ASSERT(atomic_load(&ticks) >= 20);
-    if (t_plain())
-        T_ASSERT(atomic_load(&ticks) >= 100);
+    /* The hub kept serving the ticker while the getter waited: a getter
+     * that blocked the hub for the 200 ms would leave it 2 ticks at most
+     * (about 200 expected; a loaded machine gives fewer, not that few). */
+    T_ASSERT(atomic_load(&ticks) >= 5);
     T_OK(jg_shmq_close(gq));
 }
 

@@ -58,8 +58,6 @@ static void test_all_any_n(void)
     T_EQ(jg_wait_green(g, 5, 2, JG_FOREVER), 3);
     T_EQ(jg_wait_green(g, 5, 0, JG_FOREVER), 5);
     T_ASSERT(t_now_ns() - t0 >= JG_MS(300));
-    if (t_plain())
-        T_ASSERT(t_now_ns() - t0 < JG_MS(2000));
     /* Handles are kept: results still there. */
     for (int i = 0; i < 5; i++) {
         T_OK(jg_join(g[i], &res, 0));
@@ -79,8 +77,9 @@ static void test_timeout(void)
     int64_t t0 = t_now_ns();
     T_EQ(jg_wait_green(g, 3, 2, JG_MS(20)), 1);
     T_ASSERT(t_now_ns() - t0 >= JG_MS(20));
-    if (t_plain())
-        T_ASSERT(t_now_ns() - t0 < JG_MS(250));
+    /* Returned at its timeout: the 300 ms ones still sleep. */
+    T_EQ(jg_state(g[1]), JG_GREEN_PARKED);
+    T_EQ(jg_state(g[2]), JG_GREEN_PARKED);
     /* A deadline scope ends the wait the same way. */
     T_OK(jg_deadline_push(&d, JG_MS(10)));
     T_EQ(jg_wait_green(g, 3, 0, JG_FOREVER), 1);

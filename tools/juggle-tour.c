@@ -48,6 +48,7 @@ struct row {
     char note[200];
     char check[24];
     int workers, conns, jobs;
+    int peak;                   /* most tasks in flight at once, 0: unknown */
     double req_s, p50_ms, p99_ms, max_ms, bytes_per_conn, job_s, connect_s;
 };
 
@@ -313,6 +314,8 @@ static void row_set(struct row *r, const char *k, const char *v)
         snprintf(r->check, sizeof(r->check), "%s", v);
     else if (strcmp(k, "workers") == 0)
         r->workers = atoi(v);
+    else if (strcmp(k, "peak") == 0)
+        r->peak = atoi(v);
     else if (strcmp(k, "conns") == 0)
         r->conns = atoi(v);
     else if (strcmp(k, "jobs") == 0)
@@ -994,6 +997,8 @@ static int write_json(const char *path, const struct tour_opts *o)
         json_num(f, "cpu_s", r->cpu_s);
         fprintf(f, ", \"maxrss_kb\": %ld", r->maxrss_kb);
         json_num(f, "speedup", r->speedup);
+        if (r->peak > 0)
+            fprintf(f, ", \"peak\": %d", r->peak);
         fprintf(f, ", \"ok\": %s, \"skipped\": %s",
                 r->ok && !r->skipped ? "true" : "false",
                 r->skipped ? "true" : "false");

@@ -68,6 +68,12 @@ int tour_bg_client(const struct tour_opts *o);
 /* The delay server of parts 1 and 4: writes its port to TOUR_FD. */
 int tour_http_server(const struct tour_opts *o);
 
+/* Tasks in flight: call enter as one starts and leave as it ends (any
+ * thread); tour_inflight_peak() is the most at once since the start. */
+void tour_inflight_enter(void);
+void tour_inflight_leave(void);
+int tour_inflight_peak(void);
+
 /* The CPU work of part 2 and of the background job. */
 uint64_t tour_sumsq(uint64_t n);
 

@@ -37,14 +37,18 @@ static void *thread_worker(void *arg)
         int i = atomic_fetch_add(&next_idx, 1);
         if (i >= nreq)
             return NULL;
+        tour_inflight_enter();
         got[i] = http_get_blocking(port, i);
+        tour_inflight_leave();
     }
 }
 
 static void *pool_call(void *arg)
 {
     int i = (int)(intptr_t)arg;
+    tour_inflight_enter();
     got[i] = http_get_blocking(port, i);
+    tour_inflight_leave();
     return NULL;
 }
 
@@ -106,7 +110,9 @@ static void *green_worker(void *arg)
         if (i >= nreq)
             return NULL;
         atomic_store_explicit(&next_idx, i + 1, memory_order_relaxed);
+        tour_inflight_enter();
         got[i] = plain ? http_get_blocking(port, i) : get_green(i);
+        tour_inflight_leave();
     }
 }
 
@@ -162,6 +168,7 @@ static int dl_start(struct dl *d, int idx)
     }
     d->idx = idx;
     d->state = CONNECTING;
+    tour_inflight_enter();
     d->sent = 0;
     d->len = http_request(d->req, sizeof(d->req), idx, false);
     http_resp_init(&d->r);
@@ -175,6 +182,7 @@ static void dl_finish(struct dl *d, long long result)
     got[d->idx] = result;
     jg_io_stop(&d->w);
     jg_close(d->w.fd);
+    tour_inflight_leave();
     int i = atomic_load_explicit(&next_idx, memory_order_relaxed);
     if (i >= nreq)
         return;
@@ -374,6 +382,10 @@ int tour_io_child(const struct tour_opts *o, const char *approach)
                      got[i]);
             tour_fail(what, got[i] < 0 ? (int)got[i] : 0);
         }
+    /* How many downloads were in flight at once: the concurrency, by
+     * count (the process pool's run in its workers: not counted). */
+    if (tour_inflight_peak() > 0)
+        tour_put("peak", "%d", tour_inflight_peak());
     tour_put("wall_s", "%.6f", wall);
     tour_put("ok", "1");
     return 0;

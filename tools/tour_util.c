@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,4 +332,27 @@ int tour_http_server(const struct tour_opts *o)
         if (jg_spawn(NULL, serve_conn, (void *)(intptr_t)fd, &so) < 0)
             jg_close(fd);
     }
+}
+
+/* ---- tasks in flight ------------------------------------------------------ */
+
+static _Atomic int inflight, inflight_peak;
+
+void tour_inflight_enter(void)
+{
+    int n = atomic_fetch_add(&inflight, 1) + 1;
+    int p = atomic_load(&inflight_peak);
+
+    while (n > p && !atomic_compare_exchange_weak(&inflight_peak, &p, n))
+        ;
+}
+
+void tour_inflight_leave(void)
+{
+    atomic_fetch_sub(&inflight, 1);
+}
+
+int tour_inflight_peak(void)
+{
+    return atomic_load(&inflight_peak);
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * juggle/monitor.h - blocking detection: a watchdog thread that names the
- * green thread holding its hub (running without coming back to the hub loop)
- * for longer than a threshold, with its backtrace, once per episode.
+ * juggle/monitor.h - blocking detection: a watchdog thread that names each
+ * green thread holding its hub (running without the hub loop or another
+ * green thread getting the CPU) for longer than a threshold, with its
+ * backtrace and the hold's duration.
  */
 #ifndef JUGGLE_MONITOR_H
 #define JUGGLE_MONITOR_H
@@ -19,22 +20,27 @@ extern "C" {
 /*
  * A report, delivered on the watchdog thread: the blocking green thread's
  * name (as jg_name gives it; "?" if its thread did not answer the sampling
- * signal within max(threshold, 1 s)), how long it has run without coming
- * back to the hub loop (ns, at the moment of the backtrace; measured from
- * when the watchdog first saw the hub leave its loop, so up to one sampling
- * period of threshold / 8 short), and the return addresses of its stack,
- * innermost first, as backtrace(3) gives them (nframes may be 0). The
- * pointers are valid only during the call. The callback may do anything a
- * plain thread may do except call jg_monitor_stop().
+ * signal within max(threshold, 1 s), or the hold ended before it could),
+ * how long it held the hub (ns: from when it got the CPU to when the hub
+ * loop or another green thread got it back, each moment timed by the
+ * watchdog to within threshold / 16), and the return addresses of its
+ * stack as the threshold passed, innermost first, as backtrace(3) gives
+ * them (nframes may be 0). A hold is reported when it ends; one still going
+ * on after max(1 s, 2 x threshold) is also reported then and at every
+ * doubling of its age, with the time so far (the same name, a growing
+ * elapsed_ns). The pointers are valid only during the call. The callback
+ * may do anything a plain thread may do except call jg_monitor_stop().
  */
 typedef void (*jg_monitor_fn)(const char *name, int64_t elapsed_ns,
                               void *const *frames, int nframes, void *arg);
 
 /*
- * Start the watchdog thread, or change its threshold if it runs. Every hub
- * (of every OS thread) that stays out of its loop, and not idle in its poll,
- * for longer than threshold_ns is reported once per episode: the episode ends
- * when the hub comes back to its loop. The backtrace is taken on the hub's
+ * Start the watchdog thread, or change its threshold if it runs. Every green
+ * thread (of every hub of every OS thread) that holds its hub for longer
+ * than threshold_ns is reported, once per hold: the hold ends when the hub
+ * loop or another green thread of that hub gets the CPU, so each of several
+ * green threads blocking back to back gets its own report. Idle in the
+ * hub's poll is not holding. The backtrace is taken on the hub's
  * own thread by a signal (SIGURG; a SIGURG handler installed before this
  * call still receives the other SIGURGs; the sample can make a poll,
  * select, epoll_wait or nanosleep of the blocked thread fail with EINTR:
@@ -46,9 +52,10 @@ typedef void (*jg_monitor_fn)(const char *name, int64_t elapsed_ns,
 JG_API int jg_monitor_start(int64_t threshold_ns);
 
 /*
- * Stop the watchdog and join its thread (a report being delivered finishes
- * first). Returns 0, -ESRCH (not running), -EDEADLK (called from the
- * monitor's callback). Thread-safe.
+ * Stop the watchdog and join its thread. Holds past the threshold not yet
+ * reported are reported before it returns (as they stand, if they go on);
+ * a report being delivered finishes first. Returns 0, -ESRCH (not running),
+ * -EDEADLK (called from the monitor's callback). Thread-safe.
  */
 JG_API int jg_monitor_stop(void);
 
