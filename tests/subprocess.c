@@ -412,10 +412,10 @@ static void test_hub_not_blocked(void)
     int64_t dt = t_now_ns() - t0;
     T_OK(jg_join(t, NULL, JG_SEC(5)));
     T_ASSERT(dt >= JG_MS(500));
-    /* 500 ms of child time, 5 ms ticks: the ticker ran throughout. */
-    T_ASSERT(atomic_load(&ticks) >= 20);
-    if (t_plain())
-        T_ASSERT(atomic_load(&ticks) >= 60);
+    /* 500 ms of child time, 5 ms ticks: the ticker ran meanwhile. A wait
+     * that blocked the hub would leave it at most a tick before and one
+     * after; counted, not timed, so a loaded machine cannot fail it. */
+    T_ASSERT(atomic_load(&ticks) >= 5);
 }
 
 T_MAIN(T_CASE(test_cat_10mib_green), T_CASE(test_cat_10mib_plain_thread),
