@@ -372,11 +372,15 @@ static int ps_snapshot(int target, int **out)
 /*
  * One "sh -c cmd", as system and popen start it. posix_spawn suspends the
  * calling thread until the child has exec'd (vfork: about a millisecond
- * for a large program), so from a green thread it runs on the offload
- * pool and the hub goes on meanwhile. Everything the pool thread reads is
- * on the heap: the caller's stack may be a sliced one, copied out while it
- * is parked. The signal mask is the caller's, set explicitly, since the
- * pool's threads block every signal.
+ * for a large program), so from a green thread the spawn is handed, from
+ * the offload pool, to the spawner: one thread of ours that lives as long
+ * as the process. The children's parent thread matters for
+ * PR_SET_PDEATHSIG (a child that sets it dies with the thread that made
+ * it): a pool thread retires when idle, the spawner never does. The hub
+ * goes on meanwhile. Everything the other threads read is on the heap:
+ * the caller's stack may be a sliced one, copied out while it is parked.
+ * The signal mask is the caller's, set explicitly, since our threads
+ * block every signal.
  */
 struct spawn_job {
     char *cmd;                  /* our copy */
@@ -387,11 +391,13 @@ struct spawn_job {
     int *closes, nclose;        /* popen: fds to close in the child */
     pid_t pid;
     int rc;                     /* posix_spawn's result; -1: never ran */
+    bool done;                  /* the spawner is through with it */
+    struct spawn_job *next;     /* in the spawner's queue */
 };
 
-static void *spawn_run(void *arg)
+/* posix_spawn of j, on the calling thread. */
+static void spawn_now(struct spawn_job *j)
 {
-    struct spawn_job *j = arg;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     short flags = POSIX_SPAWN_SETSIGMASK;
@@ -414,6 +420,77 @@ static void *spawn_run(void *arg)
                         environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
+}
+
+/* The spawner's queue; sp_mu is held only to queue and to signal. */
+static pthread_mutex_t sp_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sp_work = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t sp_done = PTHREAD_COND_INITIALIZER;
+static struct spawn_job *sp_head, **sp_tail = &sp_head;
+static bool sp_running;
+
+static void *spawner_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&sp_mu);
+    for (;;) {
+        struct spawn_job *j;
+        while (!(j = sp_head))
+            pthread_cond_wait(&sp_work, &sp_mu);
+        if (!(sp_head = j->next))
+            sp_tail = &sp_head;
+        pthread_mutex_unlock(&sp_mu);
+        spawn_now(j);
+        pthread_mutex_lock(&sp_mu);
+        j->done = true;
+        pthread_cond_broadcast(&sp_done);
+    }
+    return NULL;
+}
+
+/* A forked child has no spawner, and our locks may have been held by a
+ * thread the fork did not copy. */
+static void child_after_fork(void);
+
+static void spawner_atfork(void)
+{
+    pthread_atfork(NULL, NULL, child_after_fork);
+}
+
+/* On a pool thread: the spawner makes the child, we wait for it (the
+ * green thread waits for us; run_in_thread returns only after we end). */
+static void *spawn_run(void *arg)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    struct spawn_job *j = arg;
+
+    pthread_once(&once, spawner_atfork);
+    pthread_mutex_lock(&sp_mu);
+    if (!sp_running) {
+        pthread_attr_t a;
+        pthread_t t;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        sp_running = pthread_create(&t, &a, spawner_main, NULL) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&a);
+        if (!sp_running) {
+            /* No thread to be had: here, on the pool thread. */
+            pthread_mutex_unlock(&sp_mu);
+            spawn_now(j);
+            return NULL;
+        }
+    }
+    j->next = NULL;
+    *sp_tail = j;
+    sp_tail = &j->next;
+    pthread_cond_signal(&sp_work);
+    while (!j->done)
+        pthread_cond_wait(&sp_done, &sp_mu);
+    pthread_mutex_unlock(&sp_mu);
     return NULL;
 }
 
@@ -432,7 +509,7 @@ static int spawn_sh(struct spawn_job *j)
         r = jg__pl_rt->run_in_thread(spawn_run, j, NULL, -1);
     if (r == -EPERM || r == -ENOMEM || r == -EAGAIN) {
         /* No pool (or a plain thread): here, as libc would. */
-        spawn_run(j);
+        spawn_now(j);
         r = 0;
     }
     if (r < 0) {
@@ -789,4 +866,18 @@ PL_EXPORT int fileno_unlocked(FILE *f)
         return REAL(fileno_unlocked)(f);
     int fd = ps_fileno(f);
     return fd >= 0 ? fd : REAL(fileno_unlocked)(f);
+}
+
+/* ---- after fork ---------------------------------------------------------- */
+
+static void child_after_fork(void)
+{
+    pthread_mutex_init(&sp_mu, NULL);
+    pthread_cond_init(&sp_work, NULL);
+    pthread_cond_init(&sp_done, NULL);
+    sp_head = NULL;
+    sp_tail = &sp_head;
+    sp_running = false;
+    pthread_mutex_init(&ps_mu, NULL);
+    pthread_mutex_init(&sys_mu, NULL);
 }
