@@ -8,6 +8,9 @@ set -eu
 
 need="cmake make gcc clang libclang-rt-14-dev binutils pkgconf gcc-aarch64-linux-gnu \
 libc6-dev-arm64-cross qemu-user valgrind libcurl4-openssl-dev libhiredis-dev redis-server"
+# The peers suite (tests/peers): PostgreSQL and libpq, OpenSSL for the TLS
+# server and the test certificate.
+need="$need postgresql libpq-dev openssl libssl-dev"
 if [ "${1:-}" = bench ]; then
     need="$need g++ libboost-context-dev golang-go libuv1-dev wrk python3 python3-gevent"
 fi

@@ -34,7 +34,9 @@
     X(__read_chk) X(__recv_chk) X(__recvfrom_chk) X(__poll_chk) \
     X(__ppoll_chk) X(__pread_chk) X(__pread64_chk) \
     X(getaddrinfo) X(gethostbyname) X(gethostbyname2) X(gethostbyname_r) \
-    X(gethostbyname2_r) X(gethostbyaddr) X(getnameinfo)
+    X(gethostbyname2_r) X(gethostbyaddr) X(getnameinfo) \
+    X(waitpid) X(waitid) X(wait) X(wait3) X(wait4) X(system) X(popen) \
+    X(pclose) X(fileno) X(fileno_unlocked)
 
 enum jg__pl_name {
 #define PL_ENUM_(n) PL_##n,
