@@ -98,7 +98,8 @@
 #define T_TSAN 0
 #endif
 
-/* true in the plain build, where upper time bounds are asserted. */
+/* true in the plain build, where CPU-time bounds are asserted (never an
+ * upper bound on wall time: tests count or order instead). */
 static inline int t_plain(void)
 {
     return !T_SANITIZED && !getenv("JG_TEST_NO_UPPER");
