@@ -59,7 +59,7 @@ static int created(int fd, uint32_t bits)
 {
     if (fd >= 0) {
         jg__pl_fd_fresh(fd, bits);
-        const struct jg__patch_rt *rt = jg__pl_hub_rt();
+        const struct jg__patch_rt *rt = jg__pl_on_rt();
         if (rt)
             rt->fd_fresh(fd);
     }
@@ -100,20 +100,36 @@ PL_EXPORT void closefrom(int lo)
         jg__pl_fd_forget_range((unsigned)lo, ~0u);
 }
 
-/* dup2/dup3 onto an open fd close it first: its waiters must wake. */
-static void replacing(int oldfd, int newfd)
+/* dup2/dup3 onto an open fd close it first: its waiters, on any hub, must
+ * wake. Returns true if the number was marked closing: then replaced()
+ * must follow, whatever the call returned. */
+static bool replacing(int oldfd, int newfd)
 {
-    const struct jg__patch_rt *rt = jg__pl_hub_rt();
+    const struct jg__patch_rt *rt = jg__pl_on_rt();
 
-    if (rt && oldfd != newfd && REAL(fcntl)(oldfd, F_GETFD) >= 0)
+    if (rt && oldfd != newfd && REAL(fcntl)(oldfd, F_GETFD) >= 0 &&
+        REAL(fcntl)(newfd, F_GETFD) >= 0) {
         rt->fd_closing(newfd);
+        return true;
+    }
+    return false;
+}
+
+/* The number names a file again (the duplicate, or the old one if the
+ * call failed): a new generation that may be watched. */
+static void replaced(bool marked, int newfd)
+{
+    const struct jg__patch_rt *rt = jg__pl_on_rt();
+
+    if (marked && rt)
+        rt->fd_fresh(newfd);
 }
 
 static int duped(int oldfd, int newfd)
 {
     if (newfd >= 0) {
         jg__pl_fd_copy(oldfd, newfd);
-        const struct jg__patch_rt *rt = jg__pl_hub_rt();
+        const struct jg__patch_rt *rt = jg__pl_on_rt();
         if (rt)
             rt->fd_fresh(newfd);
     }
@@ -127,15 +143,20 @@ PL_EXPORT int dup(int fd)
 
 PL_EXPORT int dup2(int oldfd, int newfd)
 {
-    replacing(oldfd, newfd);
+    bool marked = replacing(oldfd, newfd);
     int r = REAL(dup2)(oldfd, newfd);
+    if (r < 0)
+        replaced(marked, newfd);
     return oldfd == newfd ? r : duped(oldfd, r);
 }
 
 PL_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-    replacing(oldfd, newfd);
-    return duped(oldfd, REAL(dup3)(oldfd, newfd, flags));
+    bool marked = replacing(oldfd, newfd);
+    int r = REAL(dup3)(oldfd, newfd, flags);
+    if (r < 0)
+        replaced(marked, newfd);
+    return duped(oldfd, r);
 }
 
 /* After a successful fcntl: the table follows F_SETFL and F_DUPFD*. */

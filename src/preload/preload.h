@@ -127,10 +127,14 @@ static inline const struct jg__patch_rt *jg__pl_hub_rt(void)
 }
 
 /* The runtime when it is attached and the patch is on, on any thread: for
- * close, whose waiters may be parked on another thread's hub. */
+ * close, dup2 and fd creation, whose waiters may be parked on another
+ * thread's hub. */
 static inline const struct jg__patch_rt *jg__pl_on_rt(void)
 {
-    if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire))
+    /* Inside a signal handler libc's own: the runtime's close takes locks
+     * and wakes watchers, which the interrupted code may be in. */
+    if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire) ||
+        jg__pl_in_handler())
         return NULL;
     return jg__pl_rt;
 }
