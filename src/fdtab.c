@@ -26,11 +26,19 @@
 /* A loop pointer meaning "two or more loops watch this number". */
 #define MANY ((struct jg_loop *)(uintptr_t)1)
 
-/* gen counts in steps of 2; bit 0 (BUSY) is set while a loop makes a
- * system call on the number outside any call of the user's (a lazy
- * deregistration): a close waits for it, so the call never lands on a
- * closed or reused number, and the two are ordered for TSan too. */
+/*
+ * The generation counts in steps of 4 (GEN_STEP); two flags sit below it.
+ * BUSY is set while a loop makes a system call on the number outside any
+ * call of the user's (a lazy deregistration): a close waits for it, so the
+ * call never lands on a closed or reused number, and the two are ordered
+ * for TSan too. CLOSING is set from the start of a close until close(2)
+ * has returned: a watcher that starts meanwhile would register the file
+ * that is going away under the new generation, and is refused (-EBADF).
+ */
 #define BUSY 1u
+#define CLOSING 2u
+#define FLAGS (BUSY | CLOSING)
+#define GEN_STEP 4u
 
 struct slot {
     _Atomic uint32_t gen;
@@ -84,17 +92,27 @@ uint32_t jg__fd_gen(int fd)
 
     /* seq_cst: ordered after this thread's owner store (jg__fd_watch), so
      * a closer either sees the owner or this load sees its bump. */
-    return s ? atomic_load(&s->gen) & ~BUSY : 0;
+    return s ? atomic_load(&s->gen) & ~FLAGS : 0;
 }
 
 bool jg__fd_hold(int fd, uint32_t gen)
 {
     struct slot *s = slot_of(fd, false);
-    uint32_t want = gen;
 
-    /* acq_rel: a close that came first is seen (we fail); one that comes
-     * later reads our release in jg__fd_unhold. */
-    return !s || atomic_compare_exchange_strong(&s->gen, &want, gen | BUSY);
+    if (!s)
+        return true;
+    for (;;) {
+        uint32_t want = gen;
+        /* acq_rel: a close that came first is seen (we fail); one that
+         * comes later reads our release in jg__fd_unhold. */
+        if (atomic_compare_exchange_strong(&s->gen, &want, gen | BUSY))
+            return true;
+        /* Another loop holds it (two loops watch the number): wait out
+         * its one system call. Closed, or being closed: no call. */
+        if (want != (gen | BUSY))
+            return false;
+        sched_yield();
+    }
 }
 
 void jg__fd_unhold(int fd, uint32_t gen)
@@ -119,7 +137,7 @@ static void reg_after_fork_child(void)
         for (unsigned j = 0; c && j < CHUNK; j++) {
             /* A thread that held a number at the fork is gone. */
             atomic_store_explicit(&c[j].owner, NULL, memory_order_relaxed);
-            atomic_fetch_and_explicit(&c[j].gen, ~BUSY,
+            atomic_fetch_and_explicit(&c[j].gen, ~FLAGS,
                                       memory_order_relaxed);
         }
     }
@@ -165,11 +183,13 @@ void jg__fd_loop_leave(struct jg_loop *l)
 
 /* ---- watching and closing -------------------------------------------- */
 
-uint32_t jg__fd_watch(struct jg_loop *l, int fd)
+int jg__fd_watch(struct jg_loop *l, int fd, uint32_t *gen)
 {
     struct slot *s = slot_of(fd, true);
     struct jg_loop *o;
+    uint32_t g;
 
+    *gen = 0;
     if (!s)
         return 0;
     if (unlikely(!l->in_reg))
@@ -181,7 +201,9 @@ uint32_t jg__fd_watch(struct jg_loop *l, int fd)
         if (!atomic_compare_exchange_strong(&s->owner, &o, l) && o != l)
             atomic_store(&s->owner, MANY);
     }
-    return atomic_load(&s->gen) & ~BUSY;
+    g = atomic_load(&s->gen);
+    *gen = g & ~FLAGS;
+    return (g & CLOSING) ? -EBADF : 0;
 }
 
 static void notice_cb(struct jg__post *p)
@@ -211,11 +233,14 @@ static void notify(struct jg_loop *l, int fd, uint32_t gen)
     jg__loop_post(l, &n->post);
 }
 
-uint32_t jg__fd_bump(struct jg_loop *own, int fd)
+uint32_t jg__fd_bump(struct jg_loop *own, int fd, bool closing)
 {
-    struct slot *s = slot_of(fd, false);
+    /* A close makes the chunk if need be: other threads' kind caches
+     * (io.c) must see the new generation even for a number never
+     * watched. */
+    struct slot *s = slot_of(fd, closing);
     struct jg_loop *o;
-    uint32_t gen;
+    uint32_t gen, next;
 
     if (!s)
         return 0;
@@ -228,20 +253,38 @@ uint32_t jg__fd_bump(struct jg_loop *own, int fd)
             gen = atomic_load(&s->gen);
             continue;
         }
-        if (atomic_compare_exchange_weak(&s->gen, &gen, gen + 2))
+        next = (gen & ~FLAGS) + GEN_STEP;
+        if (atomic_compare_exchange_weak(&s->gen, &gen,
+                                         next | (closing ? CLOSING : 0)))
             break;
     }
-    gen += 2;
     /* The owner is cleared: the file that reuses the number starts with
      * no watcher anywhere. */
     o = atomic_exchange(&s->owner, NULL);
     if (!o || o == own)
-        return gen;
+        return next;
     pthread_mutex_lock(&reg_lock);
     for (struct jg_loop *l = reg_head; l; l = l->reg_next) {
-        if (l != own && (o == MANY || l == o))
-            notify(l, fd, gen);
+        if (l == own || (o != MANY && l != o))
+            continue;
+        /* While the number still names the file: its registration in l
+         * goes now, even if the file outlives the close (a dup, a child
+         * holding it), which l itself could no longer remove. */
+        if (closing && l->ops->fd_forget)
+            l->ops->fd_forget(l->backend, fd);
+        notify(l, fd, next);
     }
     pthread_mutex_unlock(&reg_lock);
-    return gen;
+    return next;
+}
+
+void jg__fd_close_end(int fd)
+{
+    struct slot *s = slot_of(fd, false);
+
+    /* release: what the close did is before any watcher that sees the
+     * number open again. A creation that bumped meanwhile (the number was
+     * reused at once) has cleared it already. */
+    if (s)
+        atomic_fetch_and_explicit(&s->gen, ~CLOSING, memory_order_release);
 }

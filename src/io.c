@@ -21,12 +21,15 @@
 
 /*
  * What we know about an fd, learned on first use with one fstat (and one
- * fcntl for non-sockets) and kept in a per-thread table indexed by fd.
- * jg_close forgets an entry; jg_accept and jg_connect write theirs. An fd
- * closed with plain close() and reused keeps its old entry until jg_close:
- * a socket entry heals itself (ENOTSOCK makes us look again), but a
- * "non-blocking" or "file" entry on what is now a blocking pipe would block
- * the hub (docs/io.md; the preload layer will revalidate).
+ * fcntl for non-sockets) and kept in a per-thread table indexed by fd,
+ * with the fd's generation (fdtab.c) when it was learned: a close juggle
+ * sees on any thread (jg_close, the preload library's close) makes the
+ * entry stale, so a number reused as, say, a blocking pipe is never taken
+ * for the non-blocking one it was. jg_accept and jg_connect write theirs.
+ * An fd closed with plain close() (no preload library) and reused keeps
+ * its old entry until jg_close: a socket entry heals itself (ENOTSOCK makes
+ * us look again), but a "non-blocking" or "file" entry on what is now a
+ * blocking pipe would block the hub (docs/io.md).
  */
 enum {
     K_KNOWN = 1u << 0,      /* the entry is valid */
@@ -37,7 +40,12 @@ enum {
     K_FILE = 1u << 5,       /* regular file or block device: always ready */
 };
 
-static _Thread_local uint8_t *kinds;
+struct kind_entry {
+    uint32_t gen;               /* jg__fd_gen(fd) when learned */
+    uint8_t kind;
+};
+
+static _Thread_local struct kind_entry *kinds;
 static _Thread_local size_t nkinds;
 static pthread_key_t kinds_key;
 static pthread_once_t kinds_once = PTHREAD_ONCE_INIT;
@@ -60,10 +68,10 @@ static void kind_set(int fd, int kind)
         size_t n = nkinds ? nkinds : 256;
         while (n <= (size_t)fd)
             n *= 2;
-        uint8_t *p = realloc(kinds, n);
+        struct kind_entry *p = realloc(kinds, n * sizeof *p);
         if (!p)
             return;         /* uncached: we classify again next time */
-        memset(p + nkinds, 0, n - nkinds);
+        memset(p + nkinds, 0, (n - nkinds) * sizeof *p);
         if (!kinds) {
             pthread_once(&kinds_once, kinds_key_make);
             pthread_setspecific(kinds_key, p);
@@ -73,20 +81,20 @@ static void kind_set(int fd, int kind)
         kinds = p;
         nkinds = n;
     }
-    kinds[fd] = (uint8_t)kind;
+    kinds[fd].gen = jg__fd_gen(fd);
+    kinds[fd].kind = (uint8_t)kind;
 }
 
 static void kind_forget(int fd)
 {
     if (fd >= 0 && (size_t)fd < nkinds)
-        kinds[fd] = 0;
+        kinds[fd].kind = 0;
 }
 
 void jg__fd_fresh(int fd)
 {
     kind_forget(fd);
-    if (jg__tls_hub)
-        jg__loop_fd_fresh(&jg__tls_hub->loop, fd);
+    jg__loop_fd_fresh(jg__tls_hub ? &jg__tls_hub->loop : NULL, fd);
 }
 
 /* Classify fd with fstat (+ fcntl) and cache the answer. */
@@ -122,8 +130,9 @@ static inline int kind_of(int fd)
 {
     if (unlikely(fd < 0))
         return -EBADF;
-    if (likely((size_t)fd < nkinds && kinds[fd]))
-        return kinds[fd];
+    if (likely((size_t)fd < nkinds && kinds[fd].kind &&
+               kinds[fd].gen == jg__fd_gen(fd)))
+        return kinds[fd].kind;
     return kind_learn(fd);
 }
 
@@ -502,7 +511,8 @@ ssize_t jg_send(int fd, const void *buf, size_t n, int flags,
 /* Make a socket non-blocking (once) and cache that it is. 0 or -errno. */
 static int sock_nonblock(int fd)
 {
-    int kind = fd >= 0 && (size_t)fd < nkinds ? kinds[fd] : 0;
+    int kind = fd >= 0 && (size_t)fd < nkinds &&
+               kinds[fd].gen == jg__fd_gen(fd) ? kinds[fd].kind : 0;
 
     if (fd < 0)
         return -EBADF;
@@ -676,15 +686,18 @@ int jg_wait_fd(int fd, uint32_t events, int64_t timeout_ns)
 
 int jg_close(int fd)
 {
+    int rc;
+
     if (fd < 0)
         return -EBADF;
     /* Waiters first, on every hub, while the number still names this
      * file: after close it may be reused by another thread at once. */
     jg__fd_closing(fd);
     kind_forget(fd);
-    if (jg__sys_close(fd) < 0) {
-        /* On Linux the fd is released even when close reports EINTR. */
-        return errno == EINTR ? 0 : -errno;
-    }
-    return 0;
+    rc = jg__sys_close(fd) < 0 ? -errno : 0;
+    /* The number is no longer being closed: it may be watched again (a
+     * file that reuses it). */
+    jg__fd_close_end(fd);
+    /* On Linux the fd is released even when close reports EINTR. */
+    return rc == -EINTR ? 0 : rc;
 }

@@ -364,12 +364,14 @@ int jg_io_start(struct jg_loop *l, struct jg_io *w)
     if (rc < 0)
         return rc;
     /* Beliefs of an older file with this number (closed on another
-     * thread, its notice not yet here) are dropped first. */
-    gen = jg__fd_watch(l, w->fd);
+     * thread, its notice not yet here) are dropped first; a number that
+     * another thread is closing right now is not watched at all. */
+    rc = jg__fd_watch(l, w->fd, &gen);
     if (unlikely(l->fds[w->fd].gen != gen))
         fd_stale(l, w->fd, gen);
     f = &l->fds[w->fd];
-    rc = fd_cover(l, f, w->fd, w->events);
+    if (rc == 0)
+        rc = fd_cover(l, f, w->fd, w->events);
     if (rc < 0) {
         jg__watcher_deactivate(l, &w->base);
         return rc;
@@ -531,11 +533,14 @@ void jg__loop_fd_fresh(struct jg_loop *l, int fd)
 {
     uint32_t gen;
 
-    if (!l || fd < 0)
+    if (fd < 0)
         return;
     /* A new file: whatever any loop believed of this number is stale (its
-     * old file was closed behind juggle's back). */
-    gen = jg__fd_bump(l, fd);
+     * old file was closed behind juggle's back). Also from a thread with
+     * no loop (l NULL), for the other loops' sake. */
+    gen = jg__fd_bump(l, fd, false);
+    if (!l)
+        return;
     if (fd >= l->nfds && fds_grow(l, fd) < 0)
         return;                 /* no belief to correct, nor trust to keep */
     fd_stale(l, fd, gen);
@@ -550,7 +555,7 @@ void jg__loop_fd_closing(struct jg_loop *own, int fd)
         return;
     /* The new generation first: a waiter that was woken but has not run
      * yet finds it changed and reports -EBADF (hub.c). */
-    gen = jg__fd_bump(own, fd);
+    gen = jg__fd_bump(own, fd, true);
     if (!own || fd >= own->nfds)
         return;
     fd_gone(own, fd, true);

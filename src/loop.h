@@ -183,12 +183,17 @@ JG_HIDDEN int jg__loop_after_fork(struct jg_loop *l);
 
 /* fd's generation now (0 for a number past the table). */
 JG_HIDDEN uint32_t jg__fd_gen(int fd);
-/* l is about to watch fd: record it as a watcher; returns the generation
- * its beliefs must belong to. */
-JG_HIDDEN uint32_t jg__fd_watch(struct jg_loop *l, int fd);
-/* Begin a generation of fd (its file is closed or replaced) and tell the
- * other loops that watched it. Returns the new generation. Any thread. */
-JG_HIDDEN uint32_t jg__fd_bump(struct jg_loop *own, int fd);
+/* l is about to watch fd: record it as a watcher and set *gen to the
+ * generation its beliefs must belong to. 0, or -EBADF while another thread
+ * closes the number. */
+JG_HIDDEN int jg__fd_watch(struct jg_loop *l, int fd, uint32_t *gen);
+/* Begin a generation of fd and tell the other loops that watched it. With
+ * `closing`, the number still names the file and close(2) (or dup2 over
+ * it) follows: its registrations in the other loops are removed now, and
+ * the number reads as closing until jg__fd_close_end (or a creation of
+ * the number). Returns the new generation. Any thread. */
+JG_HIDDEN uint32_t jg__fd_bump(struct jg_loop *own, int fd, bool closing);
+JG_HIDDEN void jg__fd_close_end(int fd);
 /* Hold fd's number for a system call outside the user's calls while it is
  * still generation gen (false: it is not, make no call); unhold after. */
 JG_HIDDEN bool jg__fd_hold(int fd, uint32_t gen);

@@ -7,6 +7,7 @@
  * this hub with -EBADF. Every case runs its waiters on both stack models.
  */
 #include <juggle.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -179,6 +180,118 @@ static void test_reused_number_waiter_not_disturbed(void)
     T_OK(jg_close(nsv[1]));
 }
 
+/* ---- a file that outlives a close on another thread ---------------------- */
+
+/*
+ * A reader on thread A waits on a pipe; thread B dups the read end and
+ * jg_closes the original: the file lives on, so the kernel keeps A's
+ * registration unless it is removed while the number still names the
+ * file. Before: A could no longer remove it, and its loop spun on the
+ * old file's readiness (counted here as loop iterations while idle).
+ */
+static int sp_pipe[2];
+static _Atomic int sp_phase;
+static long sp_iters;
+
+static void sp_count(struct jg_hook *w)
+{
+    (void)w;
+    sp_iters++;
+}
+
+static void *spin_thread(void *arg)
+{
+    struct jg_hook hook;
+    char c;
+
+    (void)arg;
+    jg_hook_init(&hook, JG_HOOK_PREPARE, sp_count);
+    jg_watcher_unref(&hook.base);
+    T_OK(jg_hook_start(jg_loop_default(), &hook));
+    sp_phase = 1;
+    T_ERR(jg_read(sp_pipe[0], &c, 1, JG_SEC(10)), -EBADF);
+    while (sp_phase != 2)
+        T_OK(jg_sleep(JG_MS(1)));
+    sp_iters = 0;
+    T_OK(jg_sleep(JG_MS(200)));   /* idle: a few iterations at most */
+    T_OK(jg_hook_stop(&hook));
+    return NULL;
+}
+
+static void test_close_of_duped_fd_elsewhere_does_not_spin(void)
+{
+    pthread_t t;
+
+    T_EQ(pipe(sp_pipe), 0);
+    T_EQ(pthread_create(&t, NULL, spin_thread, NULL), 0);
+    while (sp_phase != 1)
+        usleep(1000);
+    usleep(20000);              /* the reader parks in its hub's poll */
+    int keep = dup(sp_pipe[0]);
+    T_ASSERT(keep >= 0);
+    T_OK(jg_close(sp_pipe[0]));
+    T_EQ(write(sp_pipe[1], "x", 1), 1); /* the old file turns readable */
+    sp_phase = 2;
+    T_EQ(pthread_join(t, NULL), 0);
+    printf("loop iterations in 200 ms idle: %ld\n", sp_iters);
+    T_ASSERT(sp_iters < 20);
+    close(keep);
+    close(sp_pipe[1]);
+}
+
+/* ---- io.c's cache of fd kinds follows closes on other threads ------------ */
+
+/*
+ * Thread A reads a non-blocking pipe (cached as such); thread B closes it
+ * with jg_close and a blocking pipe reuses the number. A's timed read must
+ * park and time out. Before: A's stale "non-blocking" entry made it call
+ * read(2) on the blocking pipe, and the hub blocked until data came.
+ */
+static int kc_fd = -1;
+static _Atomic int kc_phase;
+static ssize_t kc_got;
+
+static void *kc_reader(void *arg)
+{
+    char c;
+
+    (void)arg;
+    T_ERR(jg_read(kc_fd, &c, 1, 0), -EAGAIN);   /* learns "non-blocking" */
+    kc_phase = 1;
+    while (kc_phase != 2)
+        usleep(1000);
+    kc_got = jg_read(kc_fd, &c, 1, JG_MS(100));
+    kc_phase = 3;
+    return NULL;
+}
+
+static void test_kind_cache_follows_close_on_other_thread(void)
+{
+    int a[2], b[2];
+    pthread_t t;
+
+    T_EQ(pipe2(a, O_NONBLOCK), 0);
+    kc_fd = a[0];
+    T_EQ(pthread_create(&t, NULL, kc_reader, NULL), 0);
+    while (kc_phase != 1)
+        usleep(1000);
+    T_OK(jg_close(a[0]));
+    T_EQ(pipe(b), 0);           /* blocking, and b[0] reuses the number */
+    T_EQ(b[0], kc_fd);
+    kc_phase = 2;
+    /* Data only much later: a read that blocked would return 1 then. */
+    for (int i = 0; i < 2000 && kc_phase != 3; i++)
+        usleep(1000);
+    T_EQ(write(b[1], "y", 1), 1);
+    T_EQ(pthread_join(t, NULL), 0);
+    T_ERR(kc_got, -ETIMEDOUT);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+}
+
 T_MAIN(T_CASE(test_close_after_wakeup_gives_ebadf),
        T_CASE(test_close_from_other_thread_wakes_waiter),
-       T_CASE(test_reused_number_waiter_not_disturbed))
+       T_CASE(test_reused_number_waiter_not_disturbed),
+       T_CASE(test_close_of_duped_fd_elsewhere_does_not_spin),
+       T_CASE(test_kind_cache_follows_close_on_other_thread))

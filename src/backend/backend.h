@@ -38,6 +38,13 @@ struct jg__backend_ops {
     /* Stop watching fd; errors (the fd is already gone) are ignored. */
     void (*fd_disarm)(void *st, int fd);
     /*
+     * The same from ANY thread, while fd still names its file (another
+     * thread is about to close it): the loop's own belief is corrected
+     * later on its thread. NULL for a backend that cannot; the loop then
+     * drops the registration when it learns of the close.
+     */
+    void (*fd_forget)(void *st, int fd);
+    /*
      * Wait up to timeout_ns (0: do not block, < 0: no limit, otherwise with
      * nanosecond resolution: no rounding to milliseconds) for readiness or
      * a wake-up; fill at most max reports into ev. Returns the count (0 on a

@@ -264,6 +264,8 @@ const struct jg__backend_ops jg__backend_epoll = {
     .fini = ep_fini,
     .fd_arm = ep_fd_arm,
     .fd_disarm = ep_fd_disarm,
+    /* epoll_ctl is thread-safe: the same DEL serves any thread. */
+    .fd_forget = ep_fd_disarm,
     .poll = ep_poll,
     .wake = ep_wake,
     .after_fork = ep_after_fork,
