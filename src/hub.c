@@ -428,9 +428,9 @@ static inline void *resume_value(struct jg_green *g)
  * it at every switch of the next slice, so the loop is polled at the first
  * switch past the 1 ms bound. Overran slices are counted by the hub loop.
  */
-static inline bool slice_over(struct jg_hub *h)
+static inline bool slice_over(struct jg_hub *h, int mask)
 {
-    if ((h->burst & h->clock_mask) != 0)
+    if ((h->burst & mask) != 0)
         return false;
     if (jg_now() < h->tick_end)
         return false;
@@ -441,16 +441,19 @@ static inline bool slice_over(struct jg_hub *h)
 /*
  * The green thread to run next without a visit to the hub, or NULL when
  * the loop is due a poll: at most 64 green threads, or 1 ms, per slice.
- * Every direct hand-over (park, yield, switch away, finish) asks this.
+ * Every direct hand-over (park, yield, switch away, finish) asks this;
+ * a finish reads the clock every time (mask 0): it costs far more than a
+ * reading, and green threads that compute and end are the common case
+ * that would otherwise hold the hub for 16 of them.
  */
-static inline struct jg_green *next_ready(struct jg_hub *h)
+static inline struct jg_green *next_ready(struct jg_hub *h, int mask)
 {
     struct jg__list *n;
 
     if (unlikely(h->burst >= BURST_MAX))
         return NULL;
     h->burst++;
-    if (unlikely(slice_over(h)))
+    if (unlikely(slice_over(h, mask)))
         return NULL;
     n = jg__list_pop_front(&h->ready);
     return n ? JG_CONTAINER_OF(n, struct jg_green, link) : NULL;
@@ -464,7 +467,7 @@ static inline struct jg_green *next_ready(struct jg_hub *h)
 static inline __attribute__((always_inline)) void *
 schedule(struct jg_hub *h, struct jg_green *self)
 {
-    struct jg_green *g = next_ready(h);
+    struct jg_green *g = next_ready(h, h->clock_mask);
 
     if (g)
         return switch_to(h, self, g, resume_value(g));
@@ -556,7 +559,7 @@ static _Noreturn void finish(struct jg_hub *h, struct jg_green *g, void *res)
         switch_slow(h, g, to, res, true);
     } else {
         /* As any hand-over: the loop is polled once the slice is over. */
-        struct jg_green *n = next_ready(h);
+        struct jg_green *n = next_ready(h, 0);
         to = n ? n : h->hub_g;
         jg__set_current(h, to);
         to->state = JG_GREEN_RUNNING;
@@ -819,8 +822,9 @@ static void hub_main(void *val)
             switch_to(h, h->hub_g, g, resume_value(g));
             /* Back in the hub loop: the green thread gave the CPU up. */
             beat(h, 2);
-            /* Bounded by time too, not only by count. */
-            if (slice_over(h))
+            /* Bounded by time too, not only by count: also when a hand-over
+             * found the slice over and came back here for the poll. */
+            if (h->overran || slice_over(h, h->clock_mask))
                 break;
         }
         if (deadlocked(h)) {
@@ -894,7 +898,13 @@ static void hub_destroy(void *arg)
      * watchdog forgets the hub in any case: its thread is ending. */
     if (h)
         jg__monitor_hub_remove(h);
-    if (!h || h->count > 0)
+    if (h && h->count > 0) {
+        /* Abandoned, but no longer told of closes (fdtab.c): notices
+         * would pile up in an inbox nobody drains. */
+        jg__fd_loop_leave(&h->loop);
+        return;
+    }
+    if (!h)
         return;
     jg__tls_hub = NULL;
     jg__loop_fini(&h->loop);
@@ -908,6 +918,12 @@ static void hub_destroy(void *arg)
     while (h->free_g) {
         struct jg_green *g = h->free_g;
         h->free_g = g->parent;
+        free(g);
+    }
+    while (h->forsaken) {
+        struct jg_green *g = h->forsaken;
+        h->forsaken = g->joiner;
+        free(g->name);
         free(g);
     }
     free(h->hub_g);
@@ -1070,7 +1086,11 @@ static void after_fork_child(void)
         return;
     self = h->current;
     m = h->main_g;
-    if (self == h->hub_g && m->state == JG_GREEN_PARKED &&
+    /* Forked from the hub's context (a loop callback) or from a green
+     * thread's finish hooks: no green thread can go on as main, so the
+     * old main does. */
+    bool keep_main = self == h->hub_g || self->state == JG_GREEN_DONE;
+    if (keep_main && m->state == JG_GREEN_PARKED &&
         jg_watcher_active(&m->park.timer.base))
         main_due = m->park.timer.when_ns;
     jg__loop_after_fork(&h->loop);
@@ -1081,8 +1101,12 @@ static void after_fork_child(void)
     /* A sliced survivor is running on the shared stack: it owns it. */
     h->shared_owner = (self->flags & JG__G_SLICED) ? self : NULL;
     atomic_store(&h->remote, 0);
-    if (self == h->hub_g) {
+    if (keep_main) {
         m->flags &= (uint16_t)~JG__G_REMOTE;
+#if JG_TSAN
+        /* TSan's fibers made before the fork are stale in the child. */
+        m->tsan_fiber = __tsan_create_fiber(0);
+#endif
         if (m->state == JG_GREEN_READY) {
             jg__make_ready(m);
         } else if (main_due != INT64_MAX) {
@@ -1096,11 +1120,14 @@ static void after_fork_child(void)
         self->flags |= JG__G_MAIN;
         self->parent = NULL;
         h->main_g = self;
-        /* Nothing of the child refers to the old main: its descriptor was
-         * the thread's own, never pooled (its locals, if any, are held by
-         * the thread-exit key, not by it). */
-        free(m->name);
-        free(m);
+        /* The old main's descriptor may still be named by what it waited
+         * on (a wait queue's node, a future's waiter): DONE, every waker
+         * passes it by. Kept reachable, not freed, so neither a waker nor
+         * LeakSanitizer finds it gone. */
+        m->state = JG_GREEN_DONE;
+        m->flags &= (uint16_t)~(JG__G_MAIN | JG__G_REMOTE);
+        m->joiner = h->forsaken;
+        h->forsaken = m;
     }
     /* What waited for it belonged to the parent's other green threads. */
     self->joiner = NULL;

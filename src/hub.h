@@ -113,6 +113,8 @@ struct jg_hub {
     struct jg_green *hub_g;     /* the hub's own context */
     struct jg_green *main_g;    /* the thread's original context */
     struct jg_green *zombie;    /* finished; its stack is freed next */
+    struct jg_green *forsaken;  /* old mains of forked children, DONE,
+                                 * chained through joiner */
     struct jg_loop loop;
     struct jg__stack_pool pool;
     struct jg__stack *shared;   /* the sliced green threads' stack */

@@ -318,6 +318,81 @@ static void test_forked_green_returns_cleanly(void)
     T_PEQ(res, (void *)(intptr_t)1);
 }
 
+/* Main parks on an event; a green thread forks and, in the child (where
+ * it is main), sets that event: the old main's node is still on the
+ * event's queue. Before: the old main's descriptor had been freed, and the
+ * child crashed waking it. */
+static struct jg_event *fork_ev;
+
+static void *fork_then_set(void *arg)
+{
+    (void)arg;
+    T_OK(jg_sleep(JG_MS(5)));   /* main is parked in its wait now */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        C_CHECK(jg_event_set(fork_ev) == 0);
+        C_CHECK(jg_sleep(JG_MS(5)) == 0);
+        _exit(0);
+    }
+    int st = reap(pid);
+    T_OK(jg_event_set(fork_ev));
+    return (void *)(intptr_t)(st + 1);
+}
+
+static void test_forked_child_wakes_old_mains_wait(void)
+{
+    struct jg_green *g;
+    void *res;
+
+    fork_ev = malloc(sizeof *fork_ev);
+    T_ASSERT(fork_ev);
+    T_OK(jg_event_init(fork_ev));
+    T_OK(jg_spawn(&g, fork_then_set, NULL, NULL));
+    T_OK(jg_event_wait(fork_ev, JG_FOREVER));
+    T_OK(jg_join(g, &res, JG_FOREVER));
+    T_PEQ(res, (void *)(intptr_t)1);
+    T_OK(jg_event_destroy(fork_ev));
+    free(fork_ev);
+}
+
+/* A done-callback forks (the green thread is finishing): the child goes
+ * on with main. Before: it panicked, "main (state 5) cannot be woken". */
+static pid_t done_pid = -1;
+
+static void fork_in_callback(struct jg_future *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    fflush(NULL);
+    done_pid = fork();
+}
+
+static void test_fork_from_done_callback(void)
+{
+    struct jg_future *f;
+    struct jg_green *g;
+
+    T_OK(jg_spawn(&g, triple, (void *)(uintptr_t)2, NULL));
+    T_OK(jg_green_future(g, &f));
+    T_OK(jg_future_add_done_callback(f, fork_in_callback, NULL));
+    T_OK(jg_join(g, NULL, JG_FOREVER));
+    T_ASSERT(done_pid >= 0);
+    if (done_pid == 0) {
+        /* The child: main goes on, with a working hub. */
+        struct jg_green *c;
+        void *res = NULL;
+        C_CHECK(jg_spawn(&c, triple, (void *)(uintptr_t)3, NULL) == 0);
+        C_CHECK(jg_join(c, &res, JG_FOREVER) == 0);
+        C_CHECK(res == (void *)(uintptr_t)9);
+        _exit(0);
+    }
+    jg_future_unref(f);
+    T_EQ(reap(done_pid), 0);
+}
+
 T_MAIN(T_CASE(test_fork_from_main), T_CASE(test_fork_from_green),
        T_CASE(test_fork_from_sliced), T_CASE(test_fork_from_loop_callback),
-       T_CASE(test_forked_green_returns_cleanly))
+       T_CASE(test_forked_green_returns_cleanly),
+       T_CASE(test_forked_child_wakes_old_mains_wait),
+       T_CASE(test_fork_from_done_callback))
