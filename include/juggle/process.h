@@ -26,7 +26,8 @@ struct jg_process;
  * (its error and message are printed on the child's stderr). Returns 0
  * with *out, -ENOENT (unknown task), -EINVAL (bad arguments; or no fork
  * server and the program already runs threads: call jg_main_init), -ENOMEM,
- * -EAGAIN, -EMFILE. Thread-safe; never switches.
+ * -EAGAIN, -EMFILE. Thread-safe. Switches green threads only if flushing
+ * stdio before the start parks (a stream whose write is cooperative).
  */
 JG_API int jg_process_start(struct jg_process **out, const char *task,
                             const void *in, size_t n);
