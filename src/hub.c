@@ -1104,8 +1104,15 @@ static void after_fork_child(void)
     if (keep_main) {
         m->flags &= (uint16_t)~JG__G_REMOTE;
 #if JG_TSAN
-        /* TSan's fibers made before the fork are stale in the child. */
+        /* TSan's fibers made before the fork are stale in the child, but
+         * for the forking one (the hub's, or the finishing thread's). */
         m->tsan_fiber = __tsan_create_fiber(0);
+        if (self != h->hub_g)
+            h->hub_g->tsan_fiber = __tsan_create_fiber(0);
+        if (h->shared) {
+            h->slicer_fiber = __tsan_create_fiber(0);
+            h->sliced_fiber = __tsan_create_fiber(0);
+        }
 #endif
         if (m->state == JG_GREEN_READY) {
             jg__make_ready(m);
