@@ -446,7 +446,10 @@ static inline bool peer_thread_blocked(pid_t tid, long *nr_out)
     if (!strncmp(buf, "running", 7))
         return false;
     *nr_out = nr;
-    return nr != SYS_epoll_wait && nr != SYS_epoll_pwait && nr != SYS_futex &&
+    return nr != SYS_epoll_pwait && nr != SYS_futex &&
+#ifdef SYS_epoll_wait           /* x86-64 has it; aarch64 only pwait */
+           nr != SYS_epoll_wait &&
+#endif
 #ifdef SYS_epoll_pwait2
            nr != SYS_epoll_pwait2 &&
 #endif
