@@ -132,6 +132,7 @@ struct jg_hub {
     int burst;                  /* direct switches since the last poll */
     int clock_mask;             /* read the clock when burst & mask == 0 */
     bool overran;               /* this slice went past tick_end */
+    int64_t coarse_start;       /* the coarse clock as the slice began */
     _Atomic int remote;         /* cross-thread waits outstanding */
     /* Heartbeat for the blocking watchdog (monitor.c): +2 on every return
      * to the hub loop, +1 entering and +1 leaving the backend's poll (the
