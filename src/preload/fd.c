@@ -51,9 +51,6 @@ PL_SYM(inotify_init);
 PL_SYM(inotify_init1);
 PL_SYM(memfd_create);
 
-/* Set while jg_close runs for us: its own close(2) goes straight to libc. */
-static _Thread_local int in_close JG_TLS_IE;
-
 /* A new fd: what we know of it, and the loop drops its old belief. */
 static int created(int fd, uint32_t bits)
 {
@@ -72,16 +69,15 @@ PL_EXPORT int close(int fd)
     /* Any thread, with a hub or not: green threads parked on fd in any
      * hub must learn of the close (jg_close tells them). */
     const struct jg__patch_rt *rt = jg__pl_on_rt();
-    if (!rt || in_close)
+    if (!rt)
         return REAL(close)(fd);
     /* jg_close: green threads parked on fd wake with EBADF and the
      * runtime forgets the fd, before the number can be reused. */
     if (jg__pl_green())
         jg__pl_note(PL_close);
-    in_close = 1;
-    int r = rt->close(fd);
-    in_close = 0;
-    return (int)jg__pl_ret(r);
+    /* jg_close's own close(2) is a raw system call (src/sys.h): it does
+     * not come back here. */
+    return (int)jg__pl_ret(rt->close(fd));
 }
 
 /* close_range/closefrom: forget the numbers (no wake-ups: see the doc). */
