@@ -3,7 +3,7 @@
  * pingpong.c - two green threads that block and wake each other through
  * the hub: A wakes B and parks, B wakes A and parks. Until the sync layer
  * has events this uses the one internal parking primitive every blocking
- * call is built on (jg__park / jg__wake, src/hub.h). ns per round trip, and
+ * call is built on (jg__park / jg__wake, src/green/hub.h). ns per round trip, and
  * its ratio to the jg_switch round trip measured in the same process.
  */
 #include <juggle.h>

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # libjuggle's own system calls must never reach the preload library's
 # interposers (DESIGN.md, "Seams"): fails if libjuggle.so or libjuggle.a
-# imports any name that libjuggle_preload.so exports. src/sys.h is the way
+# imports any name that libjuggle_preload.so exports. src/base/sys.h is the way
 # to make such a call.
 #   scripts/check-interpose.sh BUILD_DIR
 set -eu
@@ -28,7 +28,7 @@ for lib in "$build/libjuggle.so" "$build/libjuggle.a"; do
     bad=$(comm -12 "$tmp/exported" "$tmp/imported" | grep -vxF "$allowed" || true)
     if [ -n "$bad" ]; then
         echo "check-interpose: $lib calls interposed names directly:" $bad
-        echo "  use the jg__sys_* wrappers of src/sys.h"
+        echo "  use the jg__sys_* wrappers of src/base/sys.h"
         exit 1
     fi
 done

@@ -108,7 +108,7 @@ JG_TASK("pipe_refs", t_pipe_refs)
 /* ---- a worker forging its replies ---------------------------------------- */
 
 /*
- * The worker's shared region as src/pool_process.c lays it out (a test of
+ * The worker's shared region as src/exec/pool_process.c lays it out (a test of
  * the parent's distrust has to speak the wire format): a header page, the
  * request ring, the reply ring; records are 8-aligned.
  */

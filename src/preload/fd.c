@@ -75,7 +75,7 @@ PL_EXPORT int close(int fd)
      * runtime forgets the fd, before the number can be reused. */
     if (jg__pl_green())
         jg__pl_note(PL_close);
-    /* jg_close's own close(2) is a raw system call (src/sys.h): it does
+    /* jg_close's own close(2) is a raw system call (src/base/sys.h): it does
      * not come back here. */
     return (int)jg__pl_ret(rt->close(fd));
 }

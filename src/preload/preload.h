@@ -17,7 +17,7 @@
 #include <sys/types.h>
 
 #include "hub.h"
-#include "preload/abi.h"
+#include "patch/abi.h"
 
 /* An interposed libc name: default visibility, no version node. */
 #define PL_EXPORT __attribute__((visibility("default")))

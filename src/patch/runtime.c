@@ -13,7 +13,7 @@
 
 #include "hub.h"
 #include "sys.h"
-#include "preload/abi.h"
+#include "patch/abi.h"
 
 /* Referenced from juggle/patch.h so that static links keep this object. */
 const int jg_patch_hook = JG__PATCH_ABI;
@@ -51,7 +51,7 @@ static bool debug_on(void)
     return d && *d && strcmp(d, "0") != 0;
 }
 
-/* One line on stderr, past the interposers (src/sys.h). */
+/* One line on stderr, past the interposers (src/base/sys.h). */
 static void say(const char *line)
 {
     if (jg__sys_write(2, line, strlen(line)) < 0)

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "hub.h"
-#include "preload/abi.h"
+#include "patch/abi.h"
 
 struct node {
     struct jg_io io;
