@@ -70,6 +70,16 @@ JG_API int64_t jg_monitor_threshold(void);
  */
 JG_API void jg_monitor_set_callback(jg_monitor_fn fn, void *arg);
 
+/*
+ * Not an API: a program that includes this header links the watchdog into
+ * a static build, so that JG_MONITOR works there too.
+ */
+JG_API extern const int jg_monitor_hook;
+#ifndef JG_BUILDING
+static const int *const jg_monitor_hook_ref_
+    __attribute__((used, unused)) = &jg_monitor_hook;
+#endif
+
 #ifdef __cplusplus
 }
 #endif

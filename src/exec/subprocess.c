@@ -18,6 +18,7 @@
 
 #include "forkserver.h"
 #include "hub.h"
+#include "iofd.h"
 #include "sys.h"
 
 extern char **environ;

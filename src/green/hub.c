@@ -24,6 +24,19 @@ _Thread_local struct jg_hub *jg__tls_hub JG_TLS_IE;
 #define FREE_G_MAX 1024
 
 static pthread_key_t hub_key;
+/* The layer above that watches hubs (jg__hub_observe), or NULL. */
+static _Atomic(const struct jg__hub_observer *) observer;
+
+void jg__hub_observe(const struct jg__hub_observer *o)
+{
+    /* release: the observer's table is complete before a hub reads it. */
+    atomic_store_explicit(&observer, o, memory_order_release);
+}
+
+static const struct jg__hub_observer *hub_observer(void)
+{
+    return atomic_load_explicit(&observer, memory_order_acquire);
+}
 static pthread_once_t hub_once = PTHREAD_ONCE_INIT;
 
 /* ---- sanitizer annotations --------------------------------------------- */
@@ -865,8 +878,9 @@ static void hub_main(void *val)
  * raised as usual; it yields whenever other green threads are ready, so
  * they keep running, and blocks in the poll only when nothing is ready.
  */
-int jg__hub_loop_run(struct jg_hub *h, int mode)
+static int hub_loop_run(struct jg_loop *l, int mode)
 {
+    struct jg_hub *h = JG_CONTAINER_OF(l, struct jg_hub, loop);
     int rc;
 
     if (h != jg__tls_hub)
@@ -892,8 +906,16 @@ int jg__hub_loop_run(struct jg_hub *h, int mode)
     return jg__loop_alive(&h->loop) ? 1 : 0;
 }
 
+/* The calling thread's hub's loop (the hub owns it, so this lives here). */
+struct jg_loop *jg_loop_default(void)
+{
+    struct jg_hub *h = jg__hub_get();
+
+    return h ? &h->loop : NULL;
+}
+
 /* The stack the calling thread runs on (the overflow handler asks). */
-struct jg__stack *jg__stack_running(void)
+static struct jg__stack *running_stack(void)
 {
     struct jg_hub *h = jg__tls_hub;
     struct jg_green *g;
@@ -914,8 +936,10 @@ static void hub_destroy(void *arg)
     /* Thread exit. Green threads still alive are abandoned (their
      * descriptors leak); what the hub itself owns is returned. The
      * watchdog forgets the hub in any case: its thread is ending. */
-    if (h)
-        jg__monitor_hub_remove(h);
+    const struct jg__hub_observer *o = hub_observer();
+
+    if (h && o)
+        o->removed(h);
     if (h && h->count > 0) {
         /* Abandoned, but no longer told of closes (fdtab.c): notices
          * would pile up in an inbox nobody drains. */
@@ -1006,8 +1030,8 @@ struct jg_hub *jg__hub_get(void)
     h->loop.beat = &h->beat;
     if (jg__loop_init(&h->loop) < 0)
         goto err_free;
-    h->loop.hub = h;
-    if (jg__stack_thread_init() < 0 || hub_start_context(h) < 0)
+    h->loop.run_hook = hub_loop_run;
+    if (jg__stack_thread_init(running_stack) < 0 || hub_start_context(h) < 0)
         goto err_loop;
 
     h->hub_g->hub = h;
@@ -1029,7 +1053,11 @@ struct jg_hub *jg__hub_get(void)
     h->errno_loc = &errno;
     jg__tls_hub = h;
     pthread_setspecific(hub_key, h);
-    jg__monitor_hub_add(h);
+    {
+        const struct jg__hub_observer *o = hub_observer();
+        if (o)
+            o->added(h);
+    }
     return h;
 
 err_loop:

@@ -191,19 +191,9 @@ JG_HIDDEN void jg__remote_end_flags(struct jg_hub *h, bool counted);
  * context all the same: the hub is created on demand.
  */
 JG_HIDDEN int jg__wait_fd_until(int fd, uint32_t events, int64_t deadline);
-/* The same for several fds at once, parking once (pollwait.c; the preload
- * library's poll and select): 1 when one is ready or cannot be watched,
- * -ETIMEDOUT, -ECANCELED, -EPERM, -ENOMEM. */
-struct jg__pollfd;
-JG_HIDDEN int jg__poll_wait_until(const struct jg__pollfd *fds, int n,
-                                  int64_t deadline);
 /* jg_close's notification, from any thread: a new generation of fd
  * begins; its waiters, on this hub and on others, wake with -EBADF. */
 JG_HIDDEN void jg__fd_closing(int fd);
-/* A juggle call (or an interposed libc call) made fd: forget what io.c and
- * the loop believed of an older fd of that number (see jg__loop_fd_fresh).
- * Defined in io.c, which owns the fd-kind cache. */
-JG_HIDDEN void jg__fd_fresh(int fd);
 
 /*
  * Make g the running green thread of h (hub thread only). A relaxed load
@@ -275,16 +265,17 @@ static inline bool jg__wake(struct jg_green *g, int result)
 }
 
 /*
- * The watchdog's registry of hubs (monitor.c). The hub's own thread adds its
- * hub as it is made (this also reads JG_MONITOR, once per process) and
- * removes it as it is destroyed, before the thread ends; neither is on a
- * switch path.
+ * Who wants to know of hubs as they come and go: the watchdog (monitor.c,
+ * a layer above, which registers from a constructor). Called on the hub's
+ * own thread as it is made and as it is destroyed, before the thread
+ * ends; neither is on a switch path. Set once, before the first hub.
  */
-JG_HIDDEN void jg__monitor_hub_add(struct jg_hub *h);
-JG_HIDDEN void jg__monitor_hub_remove(struct jg_hub *h);
+struct jg__hub_observer {
+    void (*added)(struct jg_hub *h);
+    void (*removed)(struct jg_hub *h);
+};
+JG_HIDDEN void jg__hub_observe(const struct jg__hub_observer *o);
 
-/* The hub's entry for jg_loop_run(jg_loop_default()) from a green thread. */
-JG_HIDDEN int jg__hub_loop_run(struct jg_hub *h, int mode);
 
 /* Run f when g finishes (at once if it has). Hub thread only. */
 JG_HIDDEN void jg__waiter_add(struct jg_green *g, struct jg__waiter *w);

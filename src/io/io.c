@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "hub.h"
+#include "iofd.h"
 #include "sys.h"
 
 /*

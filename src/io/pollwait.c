@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "hub.h"
-#include "patch/abi.h"
+#include "iofd.h"
 
 struct node {
     struct jg_io io;

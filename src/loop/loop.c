@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "hub.h"
+#include "loop.h"
 #include "loop.h"
 
 _Thread_local int jg__cb_depth;
@@ -773,13 +773,14 @@ static void async_collect(struct jg_loop *l)
 
 int jg__loop_init(struct jg_loop *l)
 {
-    struct jg_hub *hub = l->hub;
+    int (*run_hook)(struct jg_loop *, int) = l->run_hook;
     _Atomic uint64_t *beat = l->beat;
     int rc;
 
-    /* The hub may have set l->hub and l->beat before calling: keep them. */
+    /* The owner may have set l->run_hook and l->beat before calling:
+     * keep them. */
     memset(l, 0, sizeof *l);
-    l->hub = hub;
+    l->run_hook = run_hook;
     l->beat = beat;
     l->owner = jg__thread_id();
     l->slot = -1;
@@ -949,7 +950,7 @@ int jg_loop_create(struct jg_loop **out, const struct jg_loop_opts *o)
     l = malloc(sizeof *l);
     if (!l)
         return -ENOMEM;
-    l->hub = NULL;
+    l->run_hook = NULL;
     l->beat = NULL;
     rc = jg__loop_init(l);
     if (rc < 0) {
@@ -964,7 +965,7 @@ int jg_loop_destroy(struct jg_loop *l)
 {
     int rc;
 
-    if (!l || l->hub)
+    if (!l || l->run_hook)
         return -EINVAL;
     rc = jg__loop_check(l);
     if (rc < 0)
@@ -985,13 +986,6 @@ int jg_loop_destroy(struct jg_loop *l)
     return 0;
 }
 
-struct jg_loop *jg_loop_default(void)
-{
-    struct jg_hub *h = jg__hub_get();
-
-    return h ? &h->loop : NULL;
-}
-
 int jg_loop_run(struct jg_loop *l, enum jg_run_mode mode)
 {
     int rc;
@@ -1007,8 +1001,8 @@ int jg_loop_run(struct jg_loop *l, enum jg_run_mode mode)
     /* The hub's loop is run by the hub, which also schedules green
      * threads; only from inside some other loop's callback do we run it
      * inline, as a plain loop. */
-    if (l->hub && jg__cb_depth == 0)
-        return jg__hub_loop_run(l->hub, mode);
+    if (l->run_hook && jg__cb_depth == 0)
+        return l->run_hook(l, mode);
     l->depth++;
     do {
         bool block = mode != JG_RUN_NOWAIT && jg__loop_alive(l);

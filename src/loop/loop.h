@@ -10,7 +10,6 @@
 #include "internal.h"
 #include "backend/backend.h"
 
-struct jg_hub;
 
 /*
  * A node of a loop's thread-safe inbox: another thread pushes it with
@@ -64,7 +63,10 @@ enum {
 struct jg_loop {
     const struct jg__backend_ops *ops;
     void *backend;                /* the backend's state */
-    struct jg_hub *hub;           /* set when this is a hub's loop */
+    /* Set by the layer that owns the loop (the hub): jg_loop_run on it
+     * from outside a callback is the owner's to do (it schedules green
+     * threads around the iterations); NULL for a private loop. */
+    int (*run_hook)(struct jg_loop *l, int mode);
     /* The hub's watchdog heartbeat (monitor.c), or NULL: bumped by one
      * before and after the backend poll, so it is odd exactly while the
      * thread waits in the kernel; callbacks count as busy. */

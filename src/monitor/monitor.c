@@ -224,7 +224,7 @@ static void start_from_env_once(void)
     errno = saved_errno;
 }
 
-void jg__monitor_hub_add(struct jg_hub *h)
+static void hub_added(struct jg_hub *h)
 {
     struct jg__monitor_hub *r = calloc(1, sizeof *r);
 
@@ -247,7 +247,7 @@ void jg__monitor_hub_add(struct jg_hub *h)
     pthread_once(&env_once, start_from_env_once);
 }
 
-void jg__monitor_hub_remove(struct jg_hub *h)
+static void hub_removed(struct jg_hub *h)
 {
     struct jg__monitor_hub *r = h->mon, **p;
     bool keep;
@@ -278,6 +278,19 @@ void jg__monitor_hub_remove(struct jg_hub *h)
     atomic_signal_fence(memory_order_seq_cst);
     if (!keep)
         free(r);
+}
+
+/* The hub layer tells us of hubs (it must not call up into this layer);
+ * registered before main, so before any hub is made. */
+static const struct jg__hub_observer watch = { hub_added, hub_removed };
+
+/* Referenced from juggle/monitor.h so that static links keep this object
+ * (and JG_MONITOR works without a call to jg_monitor_*). */
+const int jg_monitor_hook = 1;
+
+__attribute__((constructor)) static void monitor_ctor(void)
+{
+    jg__hub_observe(&watch);
 }
 
 /* ---- the watchdog thread ------------------------------------------------ */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "hub.h"
+#include "iofd.h"
 #include "sys.h"
 
 union addr {

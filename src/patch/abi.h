@@ -12,16 +12,13 @@
 #include <stdint.h>
 #include <netdb.h>
 
+#include "iofd.h"
+
 struct jg_hub;
 
 /* Bumped whenever either table or struct jg_hub's head changes shape. */
 #define JG__PATCH_ABI 2
 
-/* One fd of a poll set for poll_wait: JG_READ and/or JG_WRITE. */
-struct jg__pollfd {
-    int fd;
-    uint32_t events;
-};
 
 /* What the runtime offers the preload library (runtime.c fills it). */
 struct jg__patch_rt {

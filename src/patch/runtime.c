@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "hub.h"
+#include "iofd.h"
 #include "sys.h"
 #include "patch/abi.h"
 

@@ -343,10 +343,16 @@ static void chain(int sig, siginfo_t *si, void *uc)
     }
 }
 
+/* Set once by the layer above (jg__stack_thread_init); read from the
+ * handler. Always the same function: relaxed. */
+static _Atomic(jg__stack_running_fn) running_fn;
+
 static void on_fault(int sig, siginfo_t *si, void *uc)
 {
     int saved_errno = errno;
-    struct jg__stack *s = jg__stack_running();
+    jg__stack_running_fn fn =
+        atomic_load_explicit(&running_fn, memory_order_relaxed);
+    struct jg__stack *s = fn ? fn() : NULL;
 
     /* Only a fault inside the guard of the stack we are running on is an
      * overflow; a stray pointer into another stack's guard is a bug of
@@ -395,11 +401,13 @@ static void install_handlers(void)
         handlers_rc = -errno;
 }
 
-int jg__stack_thread_init(void)
+int jg__stack_thread_init(jg__stack_running_fn running)
 {
     stack_t cur, ss;
     void *m;
 
+    if (running)
+        atomic_store_explicit(&running_fn, running, memory_order_relaxed);
     pthread_once(&handlers_once, install_handlers);
     if (handlers_rc < 0)
         return handlers_rc;

@@ -74,16 +74,18 @@ JG_HIDDEN void jg__stack_pool_drain(struct jg__stack_pool *p);
 JG_HIDDEN void jg__stack_unmap(struct jg__stack *s);
 
 /*
- * Install the overflow report for the calling thread: a per-thread
- * sigaltstack, and (once per process) a SIGSEGV/SIGBUS handler that chains
- * to the previous one. 0 or -ENOMEM.
+ * Which juggle stack the calling thread runs on, or NULL: asked from the
+ * overflow handler, so lock-free and TLS only. The layer above (the hub)
+ * knows; it hands the function in, the stack layer never calls up.
  */
-JG_HIDDEN int jg__stack_thread_init(void);
+typedef struct jg__stack *(*jg__stack_running_fn)(void);
 
 /*
- * Implemented by the hub: the stack the calling thread is running on, if it
- * is a juggle stack (read from the signal handler; lock-free, TLS only).
+ * Install the overflow report for the calling thread: a per-thread
+ * sigaltstack, and (once per process) a SIGSEGV/SIGBUS handler that chains
+ * to the previous one; `running` names the stack a fault happened on.
+ * 0 or -ENOMEM.
  */
-JG_HIDDEN struct jg__stack *jg__stack_running(void);
+JG_HIDDEN int jg__stack_thread_init(jg__stack_running_fn running);
 
 #endif

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iofd.h - what the io layer offers the layers above it (net, exec, patch)
+ * beside the public calls: a fresh fd's reset of what io.c and the loop
+ * believed of its number, and a wait on several fds at once.
+ */
+#ifndef JG_IOFD_H
+#define JG_IOFD_H
+
+#include <stdint.h>
+
+#include "internal.h"
+
+/* A juggle call (or an interposed libc call) made fd: forget what io.c and
+ * the loop believed of an older fd of that number (see jg__loop_fd_fresh).
+ * Defined in io.c, which owns the fd-kind cache. Any thread. */
+JG_HIDDEN void jg__fd_fresh(int fd);
+
+/* One fd of a poll set for jg__poll_wait_until: JG_READ and/or JG_WRITE. */
+struct jg__pollfd {
+    int fd;
+    uint32_t events;
+};
+
+/* Wait on several fds at once, parking once (pollwait.c; the preload
+ * library's poll and select): 1 when one is ready or cannot be watched,
+ * -ETIMEDOUT, -ECANCELED, -EPERM, -ENOMEM. fds is read before the park
+ * only (it may live on the caller's sliced stack). */
+JG_HIDDEN int jg__poll_wait_until(const struct jg__pollfd *fds, int n,
+                                  int64_t deadline);
+
+#endif
