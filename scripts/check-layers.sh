@@ -22,14 +22,16 @@ rank() {
     echo -1
 }
 
-objdir=$(find "$build" -type d -path '*juggle_obj.dir/src' | head -n 1)
-[ -n "$objdir" ] || { echo "check-layers: no juggle_obj objects in $build"; exit 1; }
+# The layers' OBJECT libraries (CMakeFiles/jg_<layer>.dir/src/<layer>/...).
+objs=$(find "$build/CMakeFiles" -path '*/CMakeFiles/jg_*.dir/src/*' \
+       -name '*.o' 2>/dev/null | sort)
+[ -n "$objs" ] || { echo "check-layers: no layer objects in $build"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # Every object's layer (its first folder below src/) and symbols.
-for o in $(find "$objdir" -name '*.o' | sort); do
-    rel=${o#"$objdir"/}
+for o in $objs; do
+    rel=${o#*.dir/src/}
     layer=${rel%%/*}
     # Only objects of the layer folders (a build dir may keep stale ones).
     [ "$(rank "$layer")" -ge 0 ] && [ "$layer" != "$rel" ] || continue

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "arch/switch.h"
+#include "switch.h"
 
 void jg__ctx_start(void);
 

@@ -11,7 +11,7 @@
 #include "internal.h"
 #include "loop.h"
 #include "stack.h"
-#include "arch/switch.h"
+#include "switch.h"
 
 /* Green-thread flags. */
 enum {

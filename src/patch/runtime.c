@@ -14,7 +14,7 @@
 #include "hub.h"
 #include "iofd.h"
 #include "sys.h"
-#include "patch/abi.h"
+#include "abi.h"
 
 /* Referenced from juggle/patch.h so that static links keep this object. */
 const int jg_patch_hook = JG__PATCH_ABI;

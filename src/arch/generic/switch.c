@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "arch/switch.h"
+#include "switch.h"
 
 static _Thread_local void *passed;
 static _Thread_local void (*starting)(void *val);
