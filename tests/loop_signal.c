@@ -6,6 +6,7 @@
  * loops can come and go while signals fly.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -198,10 +199,16 @@ static void test_two_loops_two_threads(void)
  * the handler must never touch a destroyed loop (ASan checks that). */
 static _Atomic int churn_done;
 
+static _Atomic int churn_go;
+
 static void *churn_main(void *arg)
 {
     long n = *(long *)arg;
 
+    /* Start once signals fly: otherwise a quick churn could end before
+     * the first one (seen under TSan at scale 10) and prove nothing. */
+    while (!atomic_load(&churn_go))
+        sched_yield();
     for (long i = 0; i < n; i++) {
         struct jg_loop *l = new_loop();
         struct jg_signal s;
@@ -231,10 +238,12 @@ static void test_loop_churn_under_signals(void)
 
     ignore(SIGUSR1);
     atomic_store(&churn_done, 0);
+    atomic_store(&churn_go, 0);
     T_EQ(pthread_create(&th, NULL, churn_main, &n), 0);
     while (!atomic_load(&churn_done)) {
         T_EQ(kill(getpid(), SIGUSR1), 0);
         sent++;
+        atomic_store(&churn_go, 1);
     }
     T_EQ(pthread_join(th, NULL), 0);
     T_ASSERT(sent > 0);
