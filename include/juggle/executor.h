@@ -171,6 +171,7 @@ JG_API int jg_run_in_thread(void *(*fn)(void *), void *arg, void **result,
  * (EAI_MEMORY), the errno of EAI_SYSTEM, -EIO (anything else), and
  * -ECANCELED, -ETIMEDOUT. May switch green threads.
  */
+struct addrinfo;     /* <netdb.h>: declared here so the header stands alone */
 JG_API int jg_getaddrinfo(const char *node, const char *service,
                           const struct addrinfo *hints, struct addrinfo **res,
                           int64_t timeout_ns);

@@ -134,10 +134,18 @@ JG_API int jg_signal_stop(struct jg_signal *w);
 struct jg_async;
 typedef void (*jg_async_cb)(struct jg_async *w);
 
+/* A private field that C accesses atomically; C++ sees the same size and
+ * alignment (checked in the library) and never touches it. */
+#ifdef __cplusplus
+#define JG__ATOMIC_FIELD(t) t
+#else
+#define JG__ATOMIC_FIELD(t) _Atomic t
+#endif
+
 struct jg_async {
     struct jg_watcher base;
     jg_async_cb cb;
-    _Atomic unsigned pending;
+    JG__ATOMIC_FIELD(unsigned) pending;   /* private */
 };
 
 /*

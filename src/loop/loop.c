@@ -690,6 +690,11 @@ static int run_posts(struct jg_loop *l)
     return ran;
 }
 
+/* The public header gives C++ a plain unsigned in its place. */
+_Static_assert(sizeof(_Atomic unsigned) == sizeof(unsigned) &&
+               _Alignof(_Atomic unsigned) == _Alignof(unsigned),
+               "jg_async.pending: the same layout for C and C++");
+
 void jg_async_init(struct jg_async *w, jg_async_cb cb)
 {
     if (!w)
