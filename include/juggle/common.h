@@ -23,11 +23,18 @@ extern "C" {
 #define JG_API
 #endif
 
-/* Durations and deadlines are nanoseconds on CLOCK_MONOTONIC. */
+/* The version of these headers; jg_version() gives the library's. */
+#define JG_VERSION_MAJOR 0
+#define JG_VERSION_MINOR 1
+#define JG_VERSION_PATCH 0
+
+/* Durations and deadlines are nanoseconds on CLOCK_MONOTONIC. The unit is
+ * applied before the conversion, so fractions count: JG_SEC(0.5) is half a
+ * second, JG_MS(1.5) 1.5 ms. */
 #define JG_NS(x)  ((int64_t)(x))
-#define JG_US(x)  ((int64_t)(x) * 1000LL)
-#define JG_MS(x)  ((int64_t)(x) * 1000000LL)
-#define JG_SEC(x) ((int64_t)(x) * 1000000000LL)
+#define JG_US(x)  ((int64_t)((x) * 1000LL))
+#define JG_MS(x)  ((int64_t)((x) * 1000000LL))
+#define JG_SEC(x) ((int64_t)((x) * 1000000000LL))
 /* Wait without a time limit. Any other negative timeout is -EINVAL. */
 #define JG_FOREVER ((int64_t)-1)
 

@@ -110,6 +110,9 @@ JG_API struct jg_green *jg_current(void);
 JG_API const char *jg_name(const struct jg_green *g);
 /* g's state (enum jg_green_state). */
 JG_API int jg_state(const struct jg_green *g);
+/* A state's name ("new", "ready", "running", "switched", "parked",
+ * "done"), "unknown" for any other value; static storage, thread-safe. */
+JG_API const char *jg_state_name(int state);
 /*
  * g's parent: its creator for jg_create, the hub's own context for jg_spawn
  * (jg_name gives "hub"; it cannot be switched to, joined or killed), NULL

@@ -30,9 +30,13 @@ const char *jg_strerror(int code)
     return strerror(-code);
 }
 
+#define JG_STR_(x) #x
+#define JG_STR(x) JG_STR_(x)
+
 const char *jg_version(void)
 {
-    return "0.1.0";
+    return JG_STR(JG_VERSION_MAJOR) "." JG_STR(JG_VERSION_MINOR) "."
+           JG_STR(JG_VERSION_PATCH);
 }
 
 void jg__write_stderr(const char *s)

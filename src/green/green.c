@@ -289,6 +289,19 @@ int jg_state(const struct jg_green *g)
     return g->state;
 }
 
+const char *jg_state_name(int state)
+{
+    static const char *const names[] = {
+        [JG_GREEN_NEW] = "new", [JG_GREEN_READY] = "ready",
+        [JG_GREEN_RUNNING] = "running", [JG_GREEN_SWITCHED] = "switched",
+        [JG_GREEN_PARKED] = "parked", [JG_GREEN_DONE] = "done",
+    };
+
+    if (state < 0 || (size_t)state >= JG_ARRAY_SIZE(names))
+        return "unknown";
+    return names[state];
+}
+
 struct jg_green *jg_parent(const struct jg_green *g)
 {
     return g ? g->parent : NULL;
