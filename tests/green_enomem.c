@@ -41,7 +41,9 @@ static long max_map_count(void)
     return v;
 }
 
-static void test_map_count_enomem(void)
+/* vm.max_map_count, when this build can exhaust it; else the test skips
+ * (the sanitizers map shadow memory of their own). */
+static long limit_or_skip(void)
 {
     long max = max_map_count();
 
@@ -51,6 +53,12 @@ static void test_map_count_enomem(void)
         T_SKIP("cannot read vm.max_map_count");
     if (max > 300000)
         T_SKIP("vm.max_map_count too large to exhaust quickly");
+    return max;
+}
+
+static void test_map_count_enomem(void)
+{
+    long max = limit_or_skip();
 
     /* Two mappings per dedicated stack (guard + usable part): the limit
      * is reached near max / 2 spawns. */
@@ -125,14 +133,7 @@ static void *wait_gate(void *arg)
 
 static void test_sliced_first_use_keeps_reservations(void)
 {
-    long max = max_map_count();
-
-    if (!t_plain())
-        T_SKIP("the vm.max_map_count test runs in the plain build only");
-    if (max <= 0)
-        T_SKIP("cannot read vm.max_map_count");
-    if (max > 300000)
-        T_SKIP("vm.max_map_count too large to exhaust quickly");
+    long max = limit_or_skip();
 
     long cap = max / 2 + 2000;
     struct jg_green **g = calloc((size_t)cap, sizeof *g);
@@ -182,14 +183,7 @@ static void *nap(void *arg)
 
 static void test_timed_park_without_memory_fails(void)
 {
-    long max = max_map_count();
-
-    if (!t_plain())
-        T_SKIP("the vm.max_map_count test runs in the plain build only");
-    if (max <= 0)
-        T_SKIP("cannot read vm.max_map_count");
-    if (max > 300000)
-        T_SKIP("vm.max_map_count too large to exhaust quickly");
+    long max = limit_or_skip();
 
     long cap = max / 2 + 2000;
     struct jg_green **g = calloc((size_t)cap, sizeof *g);

@@ -352,12 +352,9 @@ int jg_io_start(struct jg_loop *l, struct jg_io *w)
     if (!l || !w || w->base.kind != JG__K_IO || w->fd < 0
         || !events_ok(w->events) || !w->cb)
         return -EINVAL;
-    rc = jg__loop_check(l);
-    if (rc < 0)
+    rc = jg__watcher_start_begin(l, &w->base);
+    if (rc <= 0)
         return rc;
-    jg__watcher_sync(&w->base);
-    if (w->base.flags & JG__W_ACTIVE)
-        return w->base.loop == l ? 0 : -EINVAL;
     if (w->fd >= l->nfds && (rc = fds_grow(l, w->fd)) < 0)
         return rc;
     rc = jg__watcher_activate(l, &w->base);
@@ -602,12 +599,9 @@ int jg_hook_start(struct jg_loop *l, struct jg_hook *w)
 
     if (!l || !w || !is_hook(w->base.kind) || !w->cb)
         return -EINVAL;
-    rc = jg__loop_check(l);
-    if (rc < 0)
+    rc = jg__watcher_start_begin(l, &w->base);
+    if (rc <= 0)
         return rc;
-    jg__watcher_sync(&w->base);
-    if (w->base.flags & JG__W_ACTIVE)
-        return w->base.loop == l ? 0 : -EINVAL;
     rc = jg__watcher_activate(l, &w->base);
     if (rc < 0)
         return rc;
@@ -710,12 +704,9 @@ int jg_async_start(struct jg_loop *l, struct jg_async *w)
 
     if (!l || !w || w->base.kind != JG__K_ASYNC || !w->cb)
         return -EINVAL;
-    rc = jg__loop_check(l);
-    if (rc < 0)
+    rc = jg__watcher_start_begin(l, &w->base);
+    if (rc <= 0)
         return rc;
-    jg__watcher_sync(&w->base);
-    if (w->base.flags & JG__W_ACTIVE)
-        return w->base.loop == l ? 0 : -EINVAL;
     rc = jg__watcher_activate(l, &w->base);
     if (rc < 0)
         return rc;

@@ -221,6 +221,25 @@ JG_HIDDEN void jg__pending_add(struct jg_loop *l, struct jg_watcher *w,
 JG_HIDDEN void jg__pending_drop(struct jg_loop *l, struct jg_watcher *w);
 
 /*
+ * The first half of every jg_*_start, after its own argument checks: the
+ * loop is the caller's, and w is not active yet. Returns 1 (go on and
+ * activate it), 0 (already active on l: nothing to do), -EXDEV or
+ * -EINVAL (active on another loop).
+ */
+static inline int jg__watcher_start_begin(struct jg_loop *l,
+                                          struct jg_watcher *w)
+{
+    int rc = jg__loop_check(l);
+
+    if (rc < 0)
+        return rc;
+    jg__watcher_sync(w);
+    if (w->flags & JG__W_ACTIVE)
+        return w->loop == l ? 0 : -EINVAL;
+    return 1;
+}
+
+/*
  * The first half of every jg_*_stop: forget a due callback of w and say
  * whether w is still active, to be unlinked by the caller. Returns 1
  * (active: *lp is its loop), 0 (nothing to do) or -EXDEV / -EINVAL.

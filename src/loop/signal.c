@@ -175,12 +175,9 @@ int jg_signal_start(struct jg_loop *l, struct jg_signal *w)
     if (!l || !w || w->base.kind != JG__K_SIGNAL || !w->cb
         || !signum_ok(w->signum))
         return -EINVAL;
-    rc = jg__loop_check(l);
-    if (rc < 0)
+    rc = jg__watcher_start_begin(l, &w->base);
+    if (rc <= 0)
         return rc;
-    jg__watcher_sync(&w->base);
-    if (w->base.flags & JG__W_ACTIVE)
-        return w->base.loop == l ? 0 : -EINVAL;
     sig = w->signum;
     pthread_once(&atfork_once, register_atfork);
     rc = jg__watcher_activate(l, &w->base);
