@@ -464,34 +464,15 @@ int jg_subprocess_kill(struct jg_subprocess *p)
 
 /* ---- communicate --------------------------------------------------------- */
 
-/*
- * write(2) to the stdin pipe with SIGPIPE blocked in this thread, so a
- * child that closed its stdin gives -EPIPE instead of killing us; the
- * SIGPIPE the kernel then queues to this thread is taken back before the
- * mask is restored, unless one was pending already (not ours to take).
- */
+/* write(2) to the stdin pipe: a child that closed its stdin gives -EPIPE
+ * instead of killing us (jg__fifo_write, the one SIGPIPE-safe write). */
 static ssize_t pipe_write(int fd, const void *buf, size_t n)
 {
-    static const struct timespec zero;
-    sigset_t set, old, pend;
-    bool was_pending = false;
     ssize_t r;
 
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
-    if (sigismember(&old, SIGPIPE) && sigpending(&pend) == 0)
-        was_pending = sigismember(&pend, SIGPIPE);
     do
-        r = jg__sys_write(fd, buf, n);
-    while (r < 0 && errno == EINTR);
-    if (r < 0)
-        r = -errno;
-    if (r == -EPIPE && !was_pending) {
-        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+        r = jg__fifo_write(fd, buf, n, NULL, 0);
+    while (r == -EINTR);
     return r;
 }
 

@@ -324,10 +324,11 @@ ssize_t jg_recv(int fd, void *buf, size_t n, int flags, int64_t timeout_ns)
  * write(2) to a FIFO with SIGPIPE blocked in this thread, so a reader that
  * is gone gives -EPIPE rather than killing the process. The SIGPIPE the
  * kernel then queues to this thread is consumed before the mask is restored,
- * unless one was already pending (then it is not ours to take).
+ * unless one was already pending (then it is not ours to take). The one
+ * SIGPIPE-safe write of libjuggle (iofd.h).
  */
-static ssize_t fifo_write(int fd, const void *buf, size_t n,
-                          const struct iovec *iov, int cnt)
+ssize_t jg__fifo_write(int fd, const void *buf, size_t n,
+                       const struct iovec *iov, int cnt)
 {
     static const struct timespec zero;
     sigset_t set, old, pend;
@@ -386,7 +387,7 @@ static ssize_t write_once(int fd, int kind, const void *buf, size_t n,
             n = PIPE_BUF;
     }
     if (kind & K_PIPE)
-        return fifo_write(fd, buf, n, iov, cnt);
+        return jg__fifo_write(fd, buf, n, iov, cnt);
     r = iov ? jg__sys_writev(fd, iov, cnt) : jg__sys_write(fd, buf, n);
     return r < 0 ? -errno : r;
 }

@@ -8,6 +8,7 @@
 #define JG_IOFD_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -15,6 +16,13 @@
  * the loop believed of an older fd of that number (see jg__loop_fd_fresh).
  * Defined in io.c, which owns the fd-kind cache. Any thread. */
 JG_HIDDEN void jg__fd_fresh(int fd);
+
+/* One write(2) of buf[n], or writev(2) of iov[cnt] when iov is not NULL,
+ * to a pipe whose reader may be gone: -EPIPE then, never a SIGPIPE that
+ * kills the process. The count, or -errno (-EINTR included). */
+struct iovec;
+JG_HIDDEN ssize_t jg__fifo_write(int fd, const void *buf, size_t n,
+                                 const struct iovec *iov, int cnt);
 
 /* One fd of a poll set for jg__poll_wait_until: JG_READ and/or JG_WRITE. */
 struct jg__pollfd {
