@@ -42,7 +42,6 @@ PL_SYM(fileno_unlocked);
 PL_SYM(read);
 PL_SYM(write);
 PL_SYM(close);
-PL_SYM(poll);
 PL_SYM(pipe2);
 PL_SYM(fcntl);
 
@@ -77,22 +76,6 @@ static void pl_fresh(int fd)
     const struct jg__patch_rt *rt = jg__pl_hub_rt();
     if (rt)
         rt->fd_fresh(fd);
-}
-
-/* poll fd once without waiting: 1 ready (or error/hang-up), 0 not, -errno. */
-static int ready_now(int fd, short ev)
-{
-    struct pollfd p = { .fd = fd, .events = ev };
-    int r;
-
-    do
-        r = REAL(poll)(&p, 1, 0);
-    while (r < 0 && errno == EINTR);
-    if (r < 0)
-        return -errno;
-    if (p.revents & POLLNVAL)
-        return -EBADF;
-    return r > 0;
 }
 
 /* ---- the waits ----------------------------------------------------------- */
@@ -632,7 +615,7 @@ static ssize_t ps_read(void *c, char *buf, size_t n)
     if (!jg__pl_green())
         return REAL(read)(p->fd, buf, n);
     for (;;) {
-        int ok = ready_now(p->fd, POLLIN);
+        int ok = jg__pl_ready_now(p->fd, POLLIN);
         if (ok != 0)
             return ok < 0 ? jg__pl_ret(ok) : REAL(read)(p->fd, buf, n);
         int w = jg__pl_wait(p->fd, JG_READ, INT64_MAX, EAGAIN);
@@ -655,7 +638,7 @@ static ssize_t ps_write(void *c, const char *buf, size_t n)
         size_t k = n - done;
         ssize_t r;
         if (jg__pl_green()) {
-            int ok = ready_now(p->fd, POLLOUT);
+            int ok = jg__pl_ready_now(p->fd, POLLOUT);
             if (ok == 0) {
                 int w = jg__pl_wait(p->fd, JG_WRITE, INT64_MAX, EAGAIN);
                 if (w < 0 && w != -EPERM)

@@ -42,8 +42,8 @@ PL_SYM(getsockopt);
 /* A libc call in the -errno convention. */
 #define DIRECT(call) ({ long r_ = (long)(call); r_ < 0 ? -errno : r_; })
 
-/* poll(2) fd once without waiting: 1 ready, 0 not, -errno. */
-static int ready_now(int fd, short ev)
+/* One readiness look, shared by the I/O and the child interposers. */
+int jg__pl_ready_now(int fd, short ev)
 {
     struct pollfd p = { .fd = fd, .events = ev };
     int r;
@@ -209,7 +209,7 @@ static ssize_t rd_call(int fd, const struct rd *a)
 static ssize_t other_read(int fd, const struct rd *a)
 {
     for (;;) {
-        int ok = ready_now(fd, POLLIN);
+        int ok = jg__pl_ready_now(fd, POLLIN);
         if (ok < 0)
             return ok;
         if (ok)
@@ -272,7 +272,7 @@ static ssize_t other_write(int fd, const struct iovec *iov, int cnt,
         }
         if (i == cnt && total)
             return (ssize_t)total;
-        int ok = ready_now(fd, POLLOUT);
+        int ok = jg__pl_ready_now(fd, POLLOUT);
         if (ok < 0)
             return total ? (ssize_t)total : ok;
         if (!ok) {
@@ -703,7 +703,7 @@ static int coop_accept(enum jg__pl_name name, int fd, struct sockaddr *addr,
         } else {
             /* fds 0-2 are never made non-blocking, even for a moment:
              * wait for a connection, then take it blocking. */
-            int ok = ready_now(fd, POLLIN);
+            int ok = jg__pl_ready_now(fd, POLLIN);
             c = ok < 0 ? ok : ok ? (int)DIRECT(do_accept(fd, &a)) : -EAGAIN;
         }
         if (c >= 0)

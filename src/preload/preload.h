@@ -221,6 +221,9 @@ JG_HIDDEN int jg__pl_nb_call(int fd, int (*op)(int fd, void *a), void *a);
  */
 JG_HIDDEN int jg__pl_wait(int fd, uint32_t events, int64_t deadline,
                           int own_errno);
+/* poll(2) fd once without waiting (libc's poll): 1 ready (or error or
+ * hang-up), 0 not, -errno (-EBADF for a closed fd). */
+JG_HIDDEN int jg__pl_ready_now(int fd, short ev);
 /* Park until deadline: 0 at the deadline, -ETIMEDOUT (scope), -ECANCELED. */
 JG_HIDDEN int jg__pl_sleep_until(int64_t deadline);
 
