@@ -550,8 +550,50 @@ static void test_nothing_lost(void)
     free(cs.seen);
 }
 
+/*
+ * A waiter that was killed (or timed out) and has not run yet no longer
+ * waits: the channel can go, and the waiter, when it runs, does not touch
+ * it again. The same for a select whose other case fired.
+ */
+static void *select2_fn(void *arg)
+{
+    return (void *)(intptr_t)jg_select(arg, 2, JG_FOREVER);
+}
+
+static void test_destroy_after_wake(void)
+{
+    struct jg_chan *c, *c2;
+    struct jg_select_case k[2];
+    struct jg_green *g;
+    struct op r;
+
+    T_OK(jg_chan_create(&c, 0));
+    r = (struct op){ c, JG_FOREVER, NULL, 1, 0 };
+    T_OK(jg_spawn(&g, recv_fn, &r, &sliced));
+    T_OK(jg_yield());
+    T_OK(jg_kill(g));
+    T_OK(jg_chan_destroy(c));
+    T_ERR(jg_join(g, NULL, JG_FOREVER), -ECANCELED);
+    T_ERR(r.rc, -ECANCELED);
+
+    T_OK(jg_chan_create(&c, 0));
+    T_OK(jg_chan_create(&c2, 0));
+    k[0] = (struct jg_select_case){ c, JG_SELECT_RECV, NULL, 0 };
+    k[1] = (struct jg_select_case){ c2, JG_SELECT_RECV, NULL, 0 };
+    T_OK(jg_spawn(&g, select2_fn, k, NULL));
+    T_OK(jg_yield());
+    T_OK(jg_chan_send(c, P(7), 0));
+    T_OK(jg_chan_destroy(c2));
+    void *res;
+    T_OK(jg_join(g, &res, JG_FOREVER));
+    T_EQ((intptr_t)res, 0);
+    T_EQ(U(k[0].value), 7);
+    T_OK(jg_chan_destroy(c));
+}
+
 T_MAIN(T_CASE(test_rendezvous), T_CASE(test_fifo_receivers),
        T_CASE(test_blocked_errors), T_CASE(test_earmark_kill),
        T_CASE(test_close), T_CASE(test_select_basic),
        T_CASE(test_select_blocked), T_CASE(test_select_fair),
-       T_CASE(test_cross_hub), T_CASE(test_nothing_lost))
+       T_CASE(test_cross_hub), T_CASE(test_nothing_lost),
+       T_CASE(test_destroy_after_wake))

@@ -23,6 +23,12 @@ extern "C" {
 #define JG_API
 #endif
 
+/* Private: the library's intrusive list node, embedded by the sync
+ * objects users allocate (their fields are private). */
+struct jg__list {
+    struct jg__list *next, *prev;
+};
+
 /* The version of these headers; jg_version() gives the library's. */
 #define JG_VERSION_MAJOR 0
 #define JG_VERSION_MINOR 1

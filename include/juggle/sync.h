@@ -36,10 +36,9 @@ extern "C" {
 
 struct jg_hub;
 struct jg_mutex;
-/* Private: a FIFO of parked green threads (nodes live on the heap). */
-struct jg__wnode;
+/* Private: a FIFO of parked green threads (their nodes live on the heap). */
 struct jg_waitq {
-    struct jg__wnode *head, *tail;
+    struct jg__list l;
 };
 
 /* ---- event ------------------------------------------------------------- */

@@ -71,12 +71,10 @@ JG_HIDDEN char *jg__utoa(char *buf, uint64_t v);
 
 /*
  * Intrusive doubly linked list with a sentinel head (libuv's queue, Linux's
- * list_head). A node that is not on a list has next == prev == NULL after
- * jg__list_del_init-style removal via jg__list_remove.
+ * list_head): the one list of the library (struct jg__list is declared in
+ * juggle/common.h, where the public sync objects embed one). A node off
+ * every list has next == prev == NULL (jg__list_remove).
  */
-struct jg__list {
-    struct jg__list *next, *prev;
-};
 
 static inline void jg__list_init(struct jg__list *h)
 {

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "future.h"
-#include "hub.h"
+#include "clause.h"
 
 /* ---- futex and the small lock -------------------------------------------- */
 
@@ -493,6 +493,7 @@ struct fwait {
     bool posted;                /* a post is in the hub's inbox (mu) */
     _Atomic uint32_t word;      /* OS thread: 1 once fired */
     struct jg_green *g;         /* the green waiter, or NULL */
+    struct jg__clause cl;       /* g's wait (clause.h) */
     struct jg_hub *hub;
     struct jg__post post;
     /* The hub thread's own fields (the waiter and the post callback). */
@@ -512,10 +513,10 @@ static void fwait_post_cb(struct jg__post *p)
         return;
     }
     w->post_done = true;
-    /* jg__wake checks that g is still parked: a timer or a kill may have
+    /* The wake checks that g is still parked: a timer or a kill may have
      * woken it already, and then it is ready or running. */
     if (w->active)
-        jg__wake(w->g, 0);
+        (void)jg__clause_wake(&w->cl, 0);
 }
 
 static void fwait_init(struct fwait *w, struct jg_green *g)
@@ -524,6 +525,8 @@ static void fwait_init(struct fwait *w, struct jg_green *g)
     w->armed = w->fired = w->posted = false;
     atomic_init(&w->word, 0);
     w->g = g;
+    if (g)
+        jg__clause_init(&w->cl, g);
     w->hub = g ? g->hub : NULL;
     w->active = w->post_done = w->orphan = false;
     w->local = g != NULL;
@@ -592,12 +595,12 @@ static int block(struct fwait *w, int64_t deadline, unsigned pflags)
     jg__unlock(&w->mu);
     if (w->g) {
         w->active = true;
-        jg__park_prepare();
-        /* The wake-up comes through the inbox either way (fire posts),
-         * so the claim is the cross-thread one; but a wait only on this
-         * hub's own green threads is not counted as outstanding work. */
+        /* The wake-up comes through the inbox either way (fire posts, the
+         * post's callback wakes the clause on the hub thread); but a wait
+         * only on this hub's own green threads is not counted as
+         * outstanding work. */
         jg__remote_begin_flags(w->hub, !w->local);
-        rc = jg__park_flags(deadline, pflags);
+        rc = jg__clause_wait(NULL, &w->cl, deadline, pflags);
         jg__remote_end_flags(w->hub, !w->local);
         w->active = false;
     } else {

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hub.h"
+#include "clause.h"
 
 /* The largest stack a spawn may ask for. */
 #define STACK_MAX ((size_t)1 << 30)
@@ -163,10 +163,12 @@ int jg_join(struct jg_green *g, void **result, int64_t timeout_ns)
             return -EBUSY;
         if (timeout_ns == 0)
             return -ETIMEDOUT;
-        if (!jg__park_prepare())
+        g->joiner = jg__clause_get(self);
+        if (!g->joiner)
             return -ENOMEM;
-        g->joiner = self;
-        rc = jg__park(jg__deadline_after(timeout_ns));
+        rc = jg__clause_wait(NULL, g->joiner, jg__deadline_after(timeout_ns),
+                             0);
+        jg__clause_put(g->joiner);
         g->joiner = NULL;
         if (g->state != JG_GREEN_DONE)
             return rc < 0 ? rc : -EAGAIN;

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hub.h"
+#include "clause.h"
 
 _Thread_local struct jg_hub *jg__tls_hub JG_TLS_IE;
 
@@ -570,7 +570,7 @@ static _Noreturn void finish(struct jg_hub *h, struct jg_green *g, void *res)
     g->state = JG_GREEN_DONE;
     h->count--;
     if (g->joiner)
-        jg__wake(g->joiner, 0);
+        (void)jg__clause_wake(g->joiner, 0);
     run_waiters(g);
     /* greenlet: control and the result go to the first live ancestor, if
      * it can take a value (suspended in jg_switch, or not started);
@@ -964,7 +964,7 @@ static void hub_destroy(void *arg)
     }
     while (h->forsaken) {
         struct jg_green *g = h->forsaken;
-        h->forsaken = g->joiner;
+        h->forsaken = g->saved;
         free(g->name);
         free(g);
     }
@@ -1179,10 +1179,13 @@ static void after_fork_child(void)
          * LeakSanitizer finds it gone. */
         m->state = JG_GREEN_DONE;
         m->flags &= (uint16_t)~(JG__G_MAIN | JG__G_REMOTE);
-        m->joiner = h->forsaken;
+        m->saved = h->forsaken;
         h->forsaken = m;
     }
-    /* What waited for it belonged to the parent's other green threads. */
+    /* What waited for it belonged to the parent's other green threads,
+     * which never run here: their clause is ours to free. */
+    if (self->joiner)
+        jg__clause_put(self->joiner);
     self->joiner = NULL;
     self->waiters = NULL;
     /* Its deadline scopes stay: the child goes on inside them, and the
@@ -1328,7 +1331,7 @@ void jg__finish_unstarted(struct jg_green *g)
     g->state = JG_GREEN_DONE;
     h->count--;
     if (g->joiner)
-        jg__wake(g->joiner, 0);
+        (void)jg__clause_wake(g->joiner, 0);
     run_waiters(g);
     release_stack(h, g);
     jg__green_unref(g);         /* the run's reference */

@@ -53,6 +53,8 @@ struct jg__park {
     struct jg__post post;       /* cross-thread wake-up through the inbox */
 };
 
+struct jg__clause;              /* one wait of a green thread (clause.h) */
+
 /*
  * Something to do when a green thread finishes (wait-for-several, groups,
  * futures of green threads, green-local destructors). The node is the
@@ -79,7 +81,7 @@ struct jg_green {
     jg_green_fn fn;
     void *arg;                  /* fn's argument, then its result */
     struct jg_green *parent;
-    struct jg_green *joiner;    /* the green thread in jg_join on us */
+    struct jg__clause *joiner;  /* the jg_join waiting for us */
     struct jg__stack *stack;    /* dedicated stack, or the shared one */
     /* Sliced stacks: the used part, copied out while another runs. */
     void *saved;
@@ -114,7 +116,8 @@ struct jg_hub {
     struct jg_green *main_g;    /* the thread's original context */
     struct jg_green *zombie;    /* finished; its stack is freed next */
     struct jg_green *forsaken;  /* old mains of forked children, DONE,
-                                 * chained through joiner */
+                                 * chained through `saved` (a main is
+                                 * never sliced) */
     struct jg_loop loop;
     struct jg__stack_pool pool;
     struct jg__stack *shared;   /* the sliced green threads' stack */
@@ -224,6 +227,14 @@ static inline void jg__make_ready(struct jg_green *g)
     jg__list_push_back(&g->hub->ready, &g->link);
 }
 
+/* Arm g's park state: no waker has claimed it yet. g runs (or is about
+ * to park): before any cross-thread source is registered. */
+static inline void jg__park_arm(struct jg_green *g)
+{
+    atomic_store_explicit(&g->park.fired, 0, memory_order_relaxed);
+    g->park.result = 0;
+}
+
 /*
  * Arm the calling green thread's park state. Returns it, or NULL when no
  * hub can be made (the -EPERM conditions are jg__park's to report).
@@ -232,10 +243,8 @@ static inline struct jg_green *jg__park_prepare(void)
 {
     struct jg_green *g = jg__current();
 
-    if (likely(g != NULL)) {
-        atomic_store_explicit(&g->park.fired, 0, memory_order_relaxed);
-        g->park.result = 0;
-    }
+    if (likely(g != NULL))
+        jg__park_arm(g);
     return g;
 }
 

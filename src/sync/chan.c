@@ -1,35 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * chan.c - Go-style channels (unbuffered and buffered) and select. A blocked
- * send, recv or select is one heap record with one node per case, each node
- * on its channel's send or receive list. Invariant: a node is on a list only
- * while its select has not fired; firing unlinks every sibling at once, so
- * a counterpart never sees a stale case. A value handed to a receiver that
- * has not resumed is counted in c->earmarked, with buffer room reserved so
- * it can go back to the head if that receiver was killed meanwhile.
+ * send, recv or select leaves one clause per case (green/clause.h) on its
+ * channel's send or receive list: val is the value sent or handed, aux the
+ * case. The first counterpart claims the select; its other clauses are
+ * dead from then on, passed by and dropped (jg__clause_first), so nobody
+ * ever acts on a stale case. A value handed to a receiver that has not
+ * resumed is counted in c->earmarked, with buffer room reserved so it can
+ * go back to the head if that receiver was killed meanwhile.
  */
 #include <string.h>
 
-#include "hub.h"
-
-struct cwait;
-
-struct cnode {
-    struct jg__list link;       /* on chan->sendq or chan->recvq */
-    struct cwait *w;
-    struct jg_chan *chan;
-    void *value;                /* send: the value; recv: the one handed */
-    int idx;                    /* index of the case */
-};
-
-/* One blocked select (or send, or recv): heap memory, never the stack. */
-struct cwait {
-    struct jg_green *g;
-    int fired;                  /* -1, or the index of the case that fired */
-    int result;                 /* the fired case's result: 0 or -EPIPE */
-    size_t n;
-    struct cnode nodes[];
-};
+#include "clause.h"
 
 struct jg_chan {
     struct jg_hub *hub;
@@ -75,46 +57,18 @@ static void *take(struct jg_chan *c)
 
 /* ---- waiters ------------------------------------------------------------ */
 
-/* First node whose green thread can still be woken; drops the nodes of
- * green threads already woken by a timeout or a kill (they clean up). */
-static struct cnode *first_live(struct jg__list *l)
-{
-    struct jg__list *e;
-
-    while ((e = l->next) != l) {
-        struct cnode *n = JG_CONTAINER_OF(e, struct cnode, link);
-        if (n->w->g->state == JG_GREEN_PARKED)
-            return n;
-        jg__list_remove(e);
-    }
-    return NULL;
-}
-
-/* Fire case n of its select: unlink all its nodes, wake its green thread. */
-static void fire(struct cnode *n, int result)
-{
-    struct cwait *w = n->w;
-
-    w->fired = n->idx;
-    w->result = result;
-    for (size_t i = 0; i < w->n; i++)
-        if (jg__list_linked(&w->nodes[i].link))
-            jg__list_remove(&w->nodes[i].link);
-    jg__wake(w->g, 0);
-}
-
 /* Hand v to the waiting receiver r (room for v is reserved). */
-static void hand(struct jg_chan *c, struct cnode *r, void *v)
+static void hand(struct jg_chan *c, struct jg__clause *r, void *v)
 {
-    r->value = v;
+    r->val = v;
     c->earmarked++;
-    fire(r, 0);
+    jg__clause_take(r, 0);
 }
 
 /* A value whose receiver was killed: next receiver, else the head. */
 static void give_back(struct jg_chan *c, void *v)
 {
-    struct cnode *r = first_live(&c->recvq);
+    struct jg__clause *r = jg__clause_first(&c->recvq);
 
     if (r) {
         hand(c, r, v);
@@ -130,32 +84,32 @@ static void give_back(struct jg_chan *c, void *v)
 
 static bool recv_ready(struct jg_chan *c)
 {
-    return c->len > 0 || c->closed || first_live(&c->sendq) != NULL;
+    return c->len > 0 || c->closed || jg__clause_first(&c->sendq) != NULL;
 }
 
 static bool send_ready(struct jg_chan *c)
 {
     return c->closed || c->len < c->capacity ||
-           first_live(&c->recvq) != NULL;
+           jg__clause_first(&c->recvq) != NULL;
 }
 
 /* Receive from a ready channel: *res is 0 or -EPIPE. */
 static void do_recv(struct jg_chan *c, void **v, int *res)
 {
-    struct cnode *s;
+    struct jg__clause *s;
 
     *res = 0;
     if (c->len > 0) {
         *v = take(c);
         /* Room now: the first waiting sender's value moves in. */
-        if (c->len < c->capacity && (s = first_live(&c->sendq)) != NULL) {
-            c->v[(c->head + c->len) & (c->cap - 1)] = s->value;
+        if (c->len < c->capacity && (s = jg__clause_first(&c->sendq)) != NULL) {
+            c->v[(c->head + c->len) & (c->cap - 1)] = s->val;
             c->len++;
-            fire(s, 0);
+            jg__clause_take(s, 0);
         }
-    } else if ((s = first_live(&c->sendq)) != NULL) {
-        *v = s->value;
-        fire(s, 0);
+    } else if ((s = jg__clause_first(&c->sendq)) != NULL) {
+        *v = s->val;
+        jg__clause_take(s, 0);
     } else {
         *res = -EPIPE;
     }
@@ -165,7 +119,7 @@ static void do_recv(struct jg_chan *c, void **v, int *res)
  * the earmark reservation. */
 static int do_send(struct jg_chan *c, void *v, int *res)
 {
-    struct cnode *r;
+    struct jg__clause *r;
 
     *res = 0;
     if (c->closed) {
@@ -174,7 +128,7 @@ static int do_send(struct jg_chan *c, void *v, int *res)
     }
     if (reserve(c, c->len + c->earmarked + 1) < 0)
         return -ENOMEM;
-    if ((r = first_live(&c->recvq)) != NULL) {
+    if ((r = jg__clause_first(&c->recvq)) != NULL) {
         hand(c, r, v);
     } else {
         c->v[(c->head + c->len) & (c->cap - 1)] = v;
@@ -230,11 +184,82 @@ static int perform(struct jg_select_case *k)
     return 0;
 }
 
+/* The clauses of a select of n cases: one from the cache (a plain send
+ * or receive), else an array. At least one, for the park. */
+static struct jg__clause *clauses_get(struct jg_green *g, size_t n)
+{
+    struct jg__clause *cs;
+
+    if (n <= 1)
+        return jg__clause_get(g);
+    cs = malloc(n * sizeof *cs);
+    for (size_t i = 0; cs && i < n; i++)
+        jg__clause_init(&cs[i], g);
+    return cs;
+}
+
+static void clauses_put(struct jg__clause *cs, size_t n)
+{
+    if (n <= 1)
+        jg__clause_put(cs);
+    else
+        free(cs);
+}
+
+/*
+ * Park on every case until one fires, the deadline passes, or a kill.
+ * Returns the fired case's index (its result in cases[i].result), or the
+ * park's error.
+ */
+static int select_wait(struct jg_green *g, struct jg_select_case *cases,
+                       size_t n, int64_t deadline)
+{
+    struct jg__clause *cs = clauses_get(g, n);
+    int rc, fired = -1;
+
+    if (!cs)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        struct jg_chan *c = cases[i].chan;
+
+        cs[i].val = cases[i].value;
+        cs[i].aux = (int)i;
+        if (c)
+            jg__list_push_back(cases[i].op == JG_SELECT_RECV ? &c->recvq
+                                                             : &c->sendq,
+                               &cs[i].link);
+    }
+    rc = jg__clause_wait_n(cs, n, deadline);
+    for (size_t i = 0; i < n && fired < 0; i++)
+        if (cs[i].handed)
+            fired = (int)i;
+    if (fired >= 0) {
+        struct jg_select_case *k = &cases[fired];
+
+        if (k->op == JG_SELECT_RECV && rc == 0) {
+            k->chan->earmarked--;
+            /* Killed after the value was handed over: it is not ours to
+             * keep; the next receiver (or the head) gets it. */
+            if (g->flags & JG__G_CANCELLED) {
+                give_back(k->chan, cs[fired].val);
+                clauses_put(cs, n);
+                return -ECANCELED;
+            }
+            k->value = cs[fired].val;
+        }
+        /* A send that fired was taken: done, even if killed since. */
+        k->result = rc;
+        rc = fired;
+    }
+    JG_ASSERT(rc >= 0 || fired < 0);
+    clauses_put(cs, n);
+    return rc;
+}
+
 int jg_select(struct jg_select_case *cases, size_t n, int64_t timeout_ns)
 {
     struct jg_hub *h = jg__hub_get();
     struct jg_green *g;
-    struct cwait *w;
     size_t ready = 0;
     int rc;
 
@@ -266,53 +291,7 @@ int jg_select(struct jg_select_case *cases, size_t n, int64_t timeout_ns)
     g = jg__park_prepare();
     if (!g)
         return -ENOMEM;
-    w = malloc(sizeof *w + n * sizeof w->nodes[0]);
-    if (!w)
-        return -ENOMEM;
-    w->g = g;
-    w->fired = -1;
-    w->result = 0;
-    w->n = n;
-    for (size_t i = 0; i < n; i++) {
-        struct cnode *nd = &w->nodes[i];
-        struct jg_chan *c = cases[i].chan;
-
-        nd->w = w;
-        nd->chan = c;
-        nd->idx = (int)i;
-        nd->value = cases[i].value;
-        nd->link.next = nd->link.prev = NULL;
-        if (c)
-            jg__list_push_back(cases[i].op == JG_SELECT_RECV ? &c->recvq
-                                                             : &c->sendq,
-                               &nd->link);
-    }
-    rc = jg__park(jg__deadline_after(timeout_ns));
-    if (w->fired >= 0) {
-        struct cnode *nd = &w->nodes[w->fired];
-        struct jg_select_case *k = &cases[w->fired];
-
-        rc = w->fired;
-        if (k->op == JG_SELECT_RECV && w->result == 0) {
-            nd->chan->earmarked--;
-            /* Killed after the value was handed over: it is not ours to
-             * keep; the next receiver (or the head) gets it. */
-            if (g->flags & JG__G_CANCELLED) {
-                give_back(nd->chan, nd->value);
-                free(w);
-                return -ECANCELED;
-            }
-            k->value = nd->value;
-        }
-        /* A send that fired was taken: done, even if killed since. */
-        k->result = w->result;
-    } else {
-        for (size_t i = 0; i < n; i++)
-            if (jg__list_linked(&w->nodes[i].link))
-                jg__list_remove(&w->nodes[i].link);
-        JG_ASSERT(rc < 0);
-    }
-    free(w);
+    rc = select_wait(g, cases, n, jg__deadline_after(timeout_ns));
     return rc;
 }
 
@@ -359,7 +338,9 @@ int jg_chan_destroy(struct jg_chan *c)
 
     if (rc < 0)
         return rc;
-    if (!jg__list_empty(&c->sendq) || !jg__list_empty(&c->recvq) ||
+    /* Clauses of waiters already woken (not yet run) are dropped here:
+     * their owners find them unlinked. */
+    if (jg__clause_first(&c->sendq) || jg__clause_first(&c->recvq) ||
         c->earmarked)
         return -EBUSY;
     free(c->v);
@@ -397,7 +378,6 @@ int jg_chan_recv(struct jg_chan *c, void **v, int64_t timeout_ns)
 
 int jg_chan_close(struct jg_chan *c)
 {
-    struct cnode *n;
     int rc = check(c);
 
     if (rc < 0)
@@ -406,10 +386,8 @@ int jg_chan_close(struct jg_chan *c)
         return 0;
     c->closed = true;
     /* Receivers wait only on an empty buffer: they are done. */
-    while ((n = first_live(&c->recvq)) != NULL)
-        fire(n, -EPIPE);
-    while ((n = first_live(&c->sendq)) != NULL)
-        fire(n, -EPIPE);
+    jg__clause_wake_all(&c->recvq, -EPIPE);
+    jg__clause_wake_all(&c->sendq, -EPIPE);
     return 0;
 }
 

@@ -1,69 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * event.c - the event (a flag green threads wait for) and the one-shot
- * result cell, plus the per-thread cache of wait nodes every primitive of
- * the sync layer parks with. Invariant: a woken waiter was handed its
+ * result cell. Invariant: a woken waiter was handed its
  * outcome by the waker; it reads the object again only after it resumes,
  * and the object cannot be destroyed before it has (nwait).
  */
-#include <pthread.h>
-
 #include "waitq.h"
 
 #define EVENT_MAGIC  0x4a674576u    /* "JgEv" */
 #define RESULT_MAGIC 0x4a675273u    /* "JgRs" */
-
-/* ---- wait nodes -------------------------------------------------------- */
-
-/* Free nodes kept per thread; beyond this they go back to malloc. */
-#define WFREE_MAX 4096
-
-_Thread_local struct jg__wnode *jg__wfree JG_TLS_IE;
-static _Thread_local unsigned nwfree;
-static pthread_key_t wfree_key;
-static pthread_once_t wfree_once = PTHREAD_ONCE_INIT;
-
-/* Thread exit: free the cache (the key's value is only a trigger). */
-static void wfree_drain(void *unused)
-{
-    struct jg__wnode *n;
-
-    (void)unused;
-    while ((n = jg__wfree) != NULL) {
-        jg__wfree = n->next;
-        free(n);
-    }
-    nwfree = 0;
-}
-
-static void wfree_key_make(void)
-{
-    /* Without a key an exiting thread's cache leaks; nothing worse. */
-    (void)pthread_key_create(&wfree_key, wfree_drain);
-}
-
-struct jg__wnode *jg__wnode_alloc(void)
-{
-    static _Thread_local bool keyed;
-
-    if (!keyed) {
-        pthread_once(&wfree_once, wfree_key_make);
-        (void)pthread_setspecific(wfree_key, (void *)1);
-        keyed = true;
-    }
-    return malloc(sizeof(struct jg__wnode));
-}
-
-void jg__wnode_free(struct jg__wnode *n)
-{
-    if (nwfree >= WFREE_MAX) {
-        free(n);
-        return;
-    }
-    n->next = jg__wfree;
-    jg__wfree = n;
-    nwfree++;
-}
 
 /* ---- event ------------------------------------------------------------- */
 
@@ -147,12 +92,11 @@ int jg_event_wait(struct jg_event *e, int64_t timeout_ns)
         return 0;
     if (timeout_ns == 0)
         return -ETIMEDOUT;
-    jg__park_prepare();
     e->nwait++;
     rc = wq_park(&e->q, g, jg__deadline_after(timeout_ns));
     e->nwait--;
-    /* Handed: a set happened while we waited, even if cleared since. */
-    return rc > 0 ? 0 : rc;
+    /* Handed (0): a set happened while we waited, even if cleared since. */
+    return rc;
 }
 
 /* ---- result cell ------------------------------------------------------- */
@@ -260,11 +204,10 @@ int jg_result_get(struct jg_result *r, void **value, int64_t timeout_ns)
         return result_take(r, value);
     if (timeout_ns == 0)
         return -ETIMEDOUT;
-    jg__park_prepare();
     r->nwait++;
     rc = wq_park(&r->q, g, jg__deadline_after(timeout_ns));
     r->nwait--;
     /* The out-param is written only now that we run again: it may be on
      * our own (possibly sliced) stack. */
-    return rc > 0 ? result_take(r, value) : rc;
+    return rc == 0 ? result_take(r, value) : rc;
 }

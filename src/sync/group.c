@@ -10,14 +10,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "hub.h"
-
-/* A green thread waiting for a place or for the end of the group. */
-struct gnode {
-    struct jg__list link;
-    struct jg_green *g;
-    bool handed;                /* a place was handed to it */
-};
+#include "clause.h"
 
 struct member {
     struct jg__waiter w;        /* runs as the member ends */
@@ -52,61 +45,36 @@ static int check(const struct jg_group *grp)
     return 0;
 }
 
-/* First waiter that can still be woken; drops those already woken by a
- * timeout or kill (they clean up after themselves). */
-static struct gnode *first_live(struct jg__list *l)
-{
-    struct jg__list *e;
-
-    while ((e = l->next) != l) {
-        struct gnode *n = JG_CONTAINER_OF(e, struct gnode, link);
-        if (n->g->state == JG_GREEN_PARKED)
-            return n;
-        jg__list_remove(e);
-    }
-    return NULL;
-}
-
-/* Park on list l until woken; one cleanup path. Returns the park's rc. */
+/* Park on list l until woken; one cleanup path. Returns the park's rc;
+ * *handed: a waker gave the caller what l is for. */
 static int wait_on(struct jg__list *l, int64_t deadline, bool *handed)
 {
     struct jg_green *g = jg__park_prepare();
-    struct gnode *n;
+    struct jg__clause *c;
     int rc;
 
-    if (!g || !(n = malloc(sizeof *n)))
+    if (!g || !(c = jg__clause_get(g)))
         return -ENOMEM;
-    n->g = g;
-    n->handed = false;
-    jg__list_push_back(l, &n->link);
-    rc = jg__park(deadline);
-    if (jg__list_linked(&n->link))
-        jg__list_remove(&n->link);
+    rc = jg__clause_wait(l, c, deadline, 0);
     if (handed)
-        *handed = n->handed;
-    free(n);
+        *handed = c->handed;
+    jg__clause_put(c);
     return rc;
 }
 
 /* A place came free: hand it to the first waiting spawner, if any. */
 static void release_place(struct jg_group *grp)
 {
-    struct gnode *n;
+    struct jg__clause *c;
 
     grp->running--;
     if ((grp->size == 0 || grp->running < grp->size) &&
-        (n = first_live(&grp->slotq)) != NULL) {
+        (c = jg__clause_first(&grp->slotq)) != NULL) {
         grp->running++;
-        jg__list_remove(&n->link);
-        n->handed = true;
-        jg__wake(n->g, 0);
+        jg__clause_take(c, 0);
     }
-    if (grp->running == 0) {
-        while ((n = first_live(&grp->joinq)) != NULL) {
-            jg__list_remove(&n->link);
-            jg__wake(n->g, 0);
-        }
-    }
+    if (grp->running == 0)
+        jg__clause_wake_all(&grp->joinq, 0);
 }
 
 /* Kill every live member; returns how many. */
@@ -195,8 +163,8 @@ int jg_group_destroy(struct jg_group *grp)
 
     if (rc < 0)
         return rc;
-    if (grp->running || !jg__list_empty(&grp->slotq) ||
-        !jg__list_empty(&grp->joinq))
+    if (grp->running || jg__clause_first(&grp->slotq) ||
+        jg__clause_first(&grp->joinq))
         return -EBUSY;
     free(grp);
     return 0;
@@ -212,7 +180,7 @@ static int take_place(struct jg_group *grp, int64_t timeout_ns,
     if (grp->failed_fast)
         return -ECANCELED;
     if ((grp->size == 0 || grp->running < grp->size) &&
-        !first_live(&grp->slotq)) {
+        !jg__clause_first(&grp->slotq)) {
         grp->running++;
         return 0;
     }
@@ -339,7 +307,7 @@ struct jg_imap {
     unsigned refs;              /* the owner + each worker */
     bool stop;                  /* start no more jobs */
     bool owned;                 /* the owner has not closed it */
-    struct jg_green *waiter;    /* the owner parked in jg_imap_next */
+    struct jg__clause *waiter;  /* the owner parked in jg_imap_next */
     struct jg__list wks;        /* live workers' records */
 };
 
@@ -364,8 +332,22 @@ static void imap_unref(struct jg_imap *it)
 
 static void wake_owner(struct jg_imap *it)
 {
-    if (it->waiter && it->waiter->state == JG_GREEN_PARKED)
-        jg__wake(it->waiter, 0);
+    if (it->waiter)
+        (void)jg__clause_wake(it->waiter, 0);
+}
+
+/* The owner waits in jg_imap_next for a worker to deliver or end. */
+static int park_owner(struct jg_imap *it, int64_t deadline)
+{
+    struct jg_green *g = jg__park_prepare();
+    int rc;
+
+    if (!g || !(it->waiter = jg__clause_get(g)))
+        return -ENOMEM;
+    rc = jg__clause_wait(NULL, it->waiter, deadline, 0);
+    jg__clause_put(it->waiter);
+    it->waiter = NULL;
+    return rc;
 }
 
 static void *worker_main(void *arg)
@@ -531,11 +513,7 @@ int jg_imap_next(struct jg_imap *it, size_t *index, void **result,
         }
         if (timeout_ns == 0)
             return -ETIMEDOUT;
-        if (!jg__park_prepare())
-            return -ENOMEM;
-        it->waiter = jg_current();
-        rc = jg__park(deadline);
-        it->waiter = NULL;
+        rc = park_owner(it, deadline);
         if (rc < 0)
             return rc;
     }
@@ -629,7 +607,7 @@ struct wnode {
 
 /* One jg_wait_green call, on the heap. */
 struct wrec {
-    struct jg_green *waiter;
+    struct jg__clause *waiter;
     size_t done, need;
     struct wnode nodes[];
 };
@@ -641,8 +619,8 @@ static void wait_done(struct jg__waiter *w, struct jg_green *g)
 
     (void)g;
     n->ran = true;
-    if (++r->done >= r->need && r->waiter->state == JG_GREEN_PARKED)
-        jg__wake(r->waiter, 0);
+    if (++r->done >= r->need)
+        (void)jg__clause_wake(r->waiter, 0);
 }
 
 static size_t count_done(struct jg_green *const *gs, size_t n)
@@ -682,12 +660,14 @@ int jg_wait_green(struct jg_green *const *gs, size_t n, size_t count,
     done = count_done(gs, n);
     if (done >= count || timeout_ns == 0)
         return (int)done;
-    if (!jg__park_prepare())
-        return -ENOMEM;
     r = malloc(sizeof *r + n * sizeof r->nodes[0]);
     if (!r)
         return -ENOMEM;
-    r->waiter = self;
+    r->waiter = jg__clause_get(self);
+    if (!r->waiter) {
+        free(r);
+        return -ENOMEM;
+    }
     r->done = done;
     r->need = count;
     for (size_t i = 0; i < n; i++) {
@@ -700,11 +680,13 @@ int jg_wait_green(struct jg_green *const *gs, size_t n, size_t count,
         if (!nd->ran)
             jg__waiter_add(gs[i], &nd->w);
     }
-    rc = jg__park(jg__deadline_after(timeout_ns));
+    rc = jg__clause_wait(NULL, r->waiter, jg__deadline_after(timeout_ns),
+                         0);
     /* One cleanup path: forget every node that has not run. */
     for (size_t i = 0; i < n; i++)
         if (!r->nodes[i].ran)
             jg__waiter_remove(r->nodes[i].g, &r->nodes[i].w);
+    jg__clause_put(r->waiter);
     free(r);
     done = count_done(gs, n);
     if (rc == -ECANCELED || rc == -EDEADLK || rc == -EPERM ||

@@ -3,31 +3,19 @@
  * queue.c - green FIFO, LIFO and priority queues with task_done/join and
  * close. Invariants: getters wait only while the buffer is empty, putters
  * only while it is full; an item handed to a waiting getter is earmarked in
- * the getter's heap node and counted in q->earmarked, with buffer room
+ * the getter's clause (val, aux) and counted in q->earmarked, with buffer room
  * reserved for it, so that a getter killed before it resumes can always put
  * the item back without allocating.
  */
 #include <string.h>
 
-#include "hub.h"
+#include "clause.h"
 
 /* One buffered item; seq keeps equal priorities in FIFO order. */
 struct qent {
     void *item;
     int prio;
     uint64_t seq;
-};
-
-/*
- * A waiting getter, putter or joiner. Heap memory: a parked green thread's
- * stack may be copied out (sliced model), so wakers never touch it.
- */
-struct qnode {
-    struct jg__list link;
-    struct jg_green *g;
-    struct qent e;              /* putter: its item; getter: the handed one */
-    bool handed;                /* getter: e is earmarked for it; putter:
-                                 * its item was taken into the queue */
 };
 
 struct jg_queue {
@@ -150,43 +138,21 @@ static struct qent take(struct jg_queue *q)
 
 /* ---- waiters ------------------------------------------------------------- */
 
-/*
- * The first waiter that can still be woken. A node whose green thread was
- * already woken by its timeout or a kill is dropped from the list here: its
- * owner finds it unlinked and not handed, and reports its own error.
- */
-static struct qnode *first_live(struct jg__list *l)
+/* Earmark e for the live getter c and wake it (room is reserved). */
+static void hand(struct jg_queue *q, struct jg__clause *c, struct qent e)
 {
-    struct jg__list *e;
-
-    while ((e = l->next) != l) {
-        struct qnode *n = JG_CONTAINER_OF(e, struct qnode, link);
-        if (n->g->state == JG_GREEN_PARKED)
-            return n;
-        jg__list_remove(e);
-    }
-    return NULL;
-}
-
-/* Wake every live waiter of l with rc, emptying l. */
-static void wake_all(struct jg__list *l, int rc)
-{
-    struct qnode *n;
-
-    while ((n = first_live(l)) != NULL) {
-        jg__list_remove(&n->link);
-        jg__wake(n->g, rc);
-    }
-}
-
-/* Earmark e for the live getter n and wake it (room is reserved). */
-static void hand(struct jg_queue *q, struct qnode *n, struct qent e)
-{
-    jg__list_remove(&n->link);
-    n->e = e;
-    n->handed = true;
+    c->val = e.item;
+    c->aux = e.prio;
     q->earmarked++;
-    jg__wake(n->g, 0);
+    jg__clause_take(c, 0);
+}
+
+/* A putter's item, numbered as it enters the buffer. */
+static struct qent entry(struct jg_queue *q, void *item, int prio)
+{
+    struct qent e = { item, prio, q->seq++ };
+
+    return e;
 }
 
 /*
@@ -195,27 +161,25 @@ static void hand(struct jg_queue *q, struct qnode *n, struct qent e)
  */
 static void admit_putters(struct jg_queue *q)
 {
-    struct qnode *n;
+    struct jg__clause *c;
 
     while ((q->maxsize == 0 || q->len < q->maxsize) &&
-           (n = first_live(&q->putters)) != NULL) {
+           (c = jg__clause_first(&q->putters)) != NULL) {
         if (reserve(q, q->len + q->earmarked + 1) < 0)
             return;             /* it stays queued; a later get retries */
-        jg__list_remove(&n->link);
-        push_tail(q, n->e);
+        push_tail(q, entry(q, c->val, c->aux));
         q->unfinished++;
-        n->handed = true;
-        jg__wake(n->g, 0);
+        jg__clause_take(c, 0);
     }
 }
 
 /* An earmarked item whose getter was killed: next getter, or the head. */
 static void give_back(struct jg_queue *q, struct qent e)
 {
-    struct qnode *n = first_live(&q->getters);
+    struct jg__clause *c = jg__clause_first(&q->getters);
 
-    if (n) {
-        hand(q, n, e);
+    if (c) {
+        hand(q, c, e);
         return;
     }
     /* Cannot fail: hand() reserved room for every earmarked item. */
@@ -223,15 +187,21 @@ static void give_back(struct jg_queue *q, struct qent e)
     push_head(q, e);
 }
 
-static struct qnode *node_new(struct jg_green *g)
+/* Park the caller on l with a clause carrying (val, aux); the clause is
+ * returned in *out for the caller to read and put back. */
+static int park_on(struct jg__list *l, void *val, int aux,
+                   int64_t timeout_ns, struct jg__clause **out)
 {
-    struct qnode *n = malloc(sizeof *n);
+    struct jg_green *g = jg__park_prepare();
+    struct jg__clause *c;
 
-    if (n) {
-        n->g = g;
-        n->handed = false;
-    }
-    return n;
+    *out = NULL;
+    if (!g || !(c = jg__clause_get(g)))
+        return -ENOMEM;
+    c->val = val;
+    c->aux = aux;
+    *out = c;
+    return jg__clause_wait(l, c, jg__deadline_after(timeout_ns), 0);
 }
 
 static int check(const struct jg_queue *q)
@@ -279,9 +249,11 @@ int jg_queue_destroy(struct jg_queue *q)
 
     if (rc < 0)
         return rc;
-    /* Dead nodes (woken, not yet resumed) still point at q: wait too. */
-    if (!jg__list_empty(&q->getters) || !jg__list_empty(&q->putters) ||
-        !jg__list_empty(&q->joiners) || q->earmarked)
+    /* Clauses of waiters already woken (not yet run) are dropped here:
+     * their owners find them unlinked. An earmarked item still waits for
+     * its getter. */
+    if (jg__clause_first(&q->getters) || jg__clause_first(&q->putters) ||
+        jg__clause_first(&q->joiners) || q->earmarked)
         return -EBUSY;
     free(q->v);
     free(q);
@@ -291,9 +263,7 @@ int jg_queue_destroy(struct jg_queue *q)
 int jg_queue_put_prio(struct jg_queue *q, void *item, int prio,
                       int64_t timeout_ns)
 {
-    struct qent e = { item, prio, 0 };
-    struct jg_green *g;
-    struct qnode *n;
+    struct jg__clause *c;
     int rc = check(q);
 
     if (rc < 0)
@@ -302,40 +272,31 @@ int jg_queue_put_prio(struct jg_queue *q, void *item, int prio,
         return -EINVAL;
     if (q->closed)
         return -EPIPE;
-    e.seq = q->seq++;
-    n = first_live(&q->getters);
-    if (n) {
+    c = jg__clause_first(&q->getters);
+    if (c) {
         /* Reserve the room the item needs should its getter be killed. */
         if (reserve(q, q->len + q->earmarked + 1) < 0)
             return -ENOMEM;
-        hand(q, n, e);
+        hand(q, c, entry(q, item, prio));
         q->unfinished++;
         return 0;
     }
     if ((q->maxsize == 0 || q->len < q->maxsize) &&
-        !first_live(&q->putters)) {
+        !jg__clause_first(&q->putters)) {
         if (reserve(q, q->len + q->earmarked + 1) < 0)
             return -ENOMEM;
-        push_tail(q, e);
+        push_tail(q, entry(q, item, prio));
         q->unfinished++;
         return 0;
     }
     if (timeout_ns == 0)
         return -EAGAIN;
-    g = jg__park_prepare();
-    if (!g || !(n = node_new(g)))
-        return -ENOMEM;
-    n->e = e;
-    jg__list_push_back(&q->putters, &n->link);
-    rc = jg__park(jg__deadline_after(timeout_ns));
-    /* One cleanup path: taken in (0 even if killed since: the item is in
-     * the queue), or still ours and off the list. */
-    if (n->handed)
-        rc = 0;
-    else if (jg__list_linked(&n->link))
-        jg__list_remove(&n->link);
-    JG_ASSERT(rc != 0 || n->handed);
-    free(n);
+    rc = park_on(&q->putters, item, prio, timeout_ns, &c);
+    if (!c)
+        return rc;
+    /* Taken in (0 even if killed since: the item is in the queue), closed
+     * (-EPIPE), or the wait's own error. */
+    jg__clause_put(c);
     return rc;
 }
 
@@ -347,9 +308,9 @@ int jg_queue_put(struct jg_queue *q, void *item, int64_t timeout_ns)
 int jg_queue_get_prio(struct jg_queue *q, void **item, int *prio,
                       int64_t timeout_ns)
 {
-    struct jg_green *g;
-    struct qnode *n;
+    struct jg__clause *c;
     struct qent e;
+    bool killed;
     int rc = check(q);
 
     if (rc < 0)
@@ -365,27 +326,25 @@ int jg_queue_get_prio(struct jg_queue *q, void **item, int *prio,
         return -EPIPE;
     if (timeout_ns == 0)
         return -EAGAIN;
-    g = jg__park_prepare();
-    if (!g || !(n = node_new(g)))
-        return -ENOMEM;
-    jg__list_push_back(&q->getters, &n->link);
-    rc = jg__park(jg__deadline_after(timeout_ns));
-    if (n->handed) {
+    rc = park_on(&q->getters, NULL, 0, timeout_ns, &c);
+    if (!c)
+        return rc;
+    if (c->handed && rc == 0) {
         /* Woken with an item. Killed since? Then it is not ours to keep:
          * it goes to the next getter or back to the head. */
         q->earmarked--;
-        e = n->e;
-        free(n);
-        if (g->flags & JG__G_CANCELLED) {
+        e.item = c->val;
+        e.prio = c->aux;
+        e.seq = 0;
+        killed = c->g->flags & JG__G_CANCELLED;
+        jg__clause_put(c);
+        if (killed) {
             give_back(q, e);
             return -ECANCELED;
         }
         goto got;
     }
-    if (jg__list_linked(&n->link))
-        jg__list_remove(&n->link);
-    free(n);
-    JG_ASSERT(rc < 0);
+    jg__clause_put(c);
     return rc;
 got:
     *item = e.item;
@@ -408,14 +367,13 @@ int jg_queue_task_done(struct jg_queue *q)
     if (q->unfinished == 0)
         return -EINVAL;
     if (--q->unfinished == 0)
-        wake_all(&q->joiners, 0);
+        jg__clause_wake_all(&q->joiners, 0);
     return 0;
 }
 
 int jg_queue_join(struct jg_queue *q, int64_t timeout_ns)
 {
-    struct jg_green *g;
-    struct qnode *n;
+    struct jg__clause *c;
     int rc = check(q);
 
     if (rc < 0)
@@ -426,14 +384,10 @@ int jg_queue_join(struct jg_queue *q, int64_t timeout_ns)
         return 0;
     if (timeout_ns == 0)
         return -ETIMEDOUT;
-    g = jg__park_prepare();
-    if (!g || !(n = node_new(g)))
-        return -ENOMEM;
-    jg__list_push_back(&q->joiners, &n->link);
-    rc = jg__park(jg__deadline_after(timeout_ns));
-    if (jg__list_linked(&n->link))
-        jg__list_remove(&n->link);
-    free(n);
+    rc = park_on(&q->joiners, NULL, 0, timeout_ns, &c);
+    if (!c)
+        return rc;
+    jg__clause_put(c);
     /* Woken with 0 only once everything was done; later puts may have
      * made more work since, but this join's condition was met. */
     return rc;
@@ -448,9 +402,9 @@ int jg_queue_close(struct jg_queue *q)
     if (q->closed)
         return 0;
     q->closed = true;
-    wake_all(&q->putters, -EPIPE);
+    jg__clause_wake_all(&q->putters, -EPIPE);
     /* Getters wait only on an empty buffer: nothing left for them. */
-    wake_all(&q->getters, -EPIPE);
+    jg__clause_wake_all(&q->getters, -EPIPE);
     return 0;
 }
 

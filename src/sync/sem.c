@@ -96,11 +96,10 @@ int jg_sem_acquire(struct jg_sem *s, int64_t timeout_ns)
     }
     if (timeout_ns == 0)
         return -EAGAIN;     /* a try, not a wait */
-    jg__park_prepare();
     s->nwait++;
     rc = wq_park(&s->q, g, jg__deadline_after(timeout_ns));
     s->nwait--;
-    if (rc > 0) {
+    if (rc == 0) {
         /* Killed after a release handed us the permit but before we
          * ran: we must not eat it. */
         if (unlikely(killed(g))) {
@@ -197,11 +196,10 @@ int jg_mutex_lock(struct jg_mutex *m, int64_t timeout_ns)
     }
     if (timeout_ns == 0)
         return -EAGAIN;     /* a try, not a wait */
-    jg__park_prepare();
     m->nwait++;
     rc = wq_park(&m->q, g, jg__deadline_after(timeout_ns));
     m->nwait--;
-    if (rc > 0) {
+    if (rc == 0) {
         /* The unlocker made us the owner; killed since, we never take
          * the lock: it goes on to the next waiter. */
         if (unlikely(killed(g))) {
@@ -242,11 +240,11 @@ int jg_mutex_held(const struct jg_mutex *m)
  * time limit and through kills (pthread_cond_wait re-locks before the
  * cancellation handlers run): the park ignores kills (they stay recorded)
  * and deadline scopes (JG__PARK_NOCANCEL | JG__PARK_NOSCOPE). n is a
- * node taken before m was released, so this cannot run out of memory.
+ * clause taken before m was released, so this cannot run out of memory.
  * Returns 0, or -EDEADLK without m (main, and nothing can unlock it).
  */
 static int mutex_relock(struct jg_mutex *m, struct jg_green *g,
-                        struct jg__wnode *n)
+                        struct jg__clause *n)
 {
     int rc;
 
@@ -258,11 +256,9 @@ static int mutex_relock(struct jg_mutex *m, struct jg_green *g,
      * a kill (recorded, seen by the caller's next call) nor a deadline
      * scope may end this part of it. */
     m->nwait++;
-    jg__park_prepare();
-    rc = wq_park_node_flags(&m->q, n, g, INT64_MAX,
-                            JG__PARK_NOCANCEL | JG__PARK_NOSCOPE);
+    rc = wq_wait(&m->q, n, INT64_MAX, JG__PARK_NOCANCEL | JG__PARK_NOSCOPE);
     m->nwait--;
-    return rc > 0 ? 0 : rc;
+    return rc;
 }
 
 /* ---- condition variable ------------------------------------------------ */
@@ -305,7 +301,7 @@ int jg_cond_destroy(struct jg_cond *c)
 
 int jg_cond_wait(struct jg_cond *c, struct jg_mutex *m, int64_t timeout_ns)
 {
-    struct jg__wnode *n[2];
+    struct jg__clause *n;
     struct jg_green *g;
     int rc, lrc;
 
@@ -322,21 +318,16 @@ int jg_cond_wait(struct jg_cond *c, struct jg_mutex *m, int64_t timeout_ns)
         return -ETIMEDOUT;
     if (killed(g))
         return -ECANCELED;
-    /* Both nodes before m is let go: nothing can fail after that but a
-     * deadlock of main. */
-    n[0] = wnode_get();
-    n[1] = n[0] ? wnode_get() : NULL;
-    if (!n[1]) {
-        if (n[0])
-            jg__wnode_free(n[0]);
+    /* The clause, for both waits, before m is let go: nothing can fail
+     * after that but a deadlock of main. */
+    n = jg__clause_get(g);
+    if (!n)
         return -ENOMEM;
-    }
-    jg__park_prepare();
     c->nwait++;
     mutex_pass(m);
-    rc = wq_park_node(&c->q, n[0], g, jg__deadline_after(timeout_ns));
+    rc = wq_wait(&c->q, n, jg__deadline_after(timeout_ns), 0);
     c->nwait--;
-    if (rc > 0) {
+    if (rc == 0) {
         rc = 0;
         /* Signalled, then killed before we ran: another waiter gets the
          * signal, so a signal meant for a live waiter is never lost. */
@@ -345,9 +336,8 @@ int jg_cond_wait(struct jg_cond *c, struct jg_mutex *m, int64_t timeout_ns)
             rc = -ECANCELED;
         }
     }
-    lrc = mutex_relock(m, g, n[1]);
-    jg__wnode_free(n[0]);
-    jg__wnode_free(n[1]);
+    lrc = mutex_relock(m, g, n);
+    jg__clause_put(n);
     return lrc < 0 ? lrc : rc;
 }
 

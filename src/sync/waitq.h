@@ -1,149 +1,55 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * waitq.h - what the sync layer's files share: the FIFO of parked green
- * threads behind every primitive, its heap nodes (a parked green thread's
- * stack is never touched, so nodes cannot live there), and the green-local
+ * threads behind every primitive (its nodes are the clauses of
+ * green/clause.h), the checks every primitive makes, and the green-local
  * block that also holds the deadline-scope chain. Hub thread only.
  */
 #ifndef JG_WAITQ_H
 #define JG_WAITQ_H
 
-#include "hub.h"
-
-/*
- * One parked waiter, on the heap. It is not g->link: the park timer and
- * jg_kill wake a green thread with jg__wake, which pushes g->link onto the
- * ready queue while it would still be on our list. A waker unlinks the
- * node (q = NULL) before it wakes the green thread; a waiter woken by its
- * timer or a kill finds its node still linked and unlinks it itself.
- */
-struct jg__wnode {
-    struct jg__wnode *next, *prev;
-    struct jg_waitq *q;         /* the queue it is on; NULL when off */
-    struct jg_green *g;
-    bool handed;                /* the waker gave it what it waited for */
-};
-
-/* Per-thread cache of free nodes (event.c): no malloc per wait. */
-extern _Thread_local struct jg__wnode *jg__wfree JG_TLS_IE;
-JG_HIDDEN struct jg__wnode *jg__wnode_alloc(void);
-JG_HIDDEN void jg__wnode_free(struct jg__wnode *n);
-
-static inline struct jg__wnode *wnode_get(void)
-{
-    struct jg__wnode *n = jg__wfree;
-
-    if (likely(n != NULL)) {
-        jg__wfree = n->next;
-        return n;
-    }
-    return jg__wnode_alloc();
-}
+#include "clause.h"
 
 static inline void wq_init(struct jg_waitq *q)
 {
-    q->head = q->tail = NULL;
-}
-
-static inline bool wq_empty(const struct jg_waitq *q)
-{
-    return q->head == NULL;
-}
-
-static inline void wq_append(struct jg_waitq *q, struct jg__wnode *n)
-{
-    n->next = NULL;
-    n->prev = q->tail;
-    if (q->tail)
-        q->tail->next = n;
-    else
-        q->head = n;
-    q->tail = n;
-    n->q = q;
-}
-
-static inline void wq_unlink(struct jg__wnode *n)
-{
-    struct jg_waitq *q = n->q;
-
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        q->head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        q->tail = n->prev;
-    n->next = n->prev = NULL;
-    n->q = NULL;
+    jg__list_init(&q->l);
 }
 
 /*
- * Queue the caller g at the tail of q with node n and park it until a
- * waker hands it something (returns 1), or until deadline (absolute ns),
- * an enclosing scope, or a kill end the wait (returns jg__park's error,
- * < 0). Either way n is off q when this returns: the one cleanup path.
+ * Park g's clause c at the tail of q until a waker hands it what it waits
+ * for (returns 0), or until deadline (absolute ns), an enclosing scope or
+ * a kill end the wait (returns the park's error, < 0). c is off q on
+ * return and may wait again.
  */
-static inline int wq_park_node_flags(struct jg_waitq *q, struct jg__wnode *n,
-                                     struct jg_green *g, int64_t deadline,
-                                     unsigned pflags)
+static inline int wq_wait(struct jg_waitq *q, struct jg__clause *c,
+                          int64_t deadline, unsigned pflags)
 {
-    int rc;
-
     jg__obj_check(q, "object waited on");
-    n->g = g;
-    n->handed = false;
-    wq_append(q, n);
-    rc = jg__park_flags(deadline, pflags);
-    if (n->q)
-        wq_unlink(n);
-    if (n->handed)
-        return 1;
-    /* Only our wakers wake with a result >= 0, and they set handed. */
-    JG_ASSERT(rc < 0);
-    return rc;
+    c->handed = false;
+    return jg__clause_wait(&q->l, c, deadline, pflags);
 }
 
-static inline int wq_park_node(struct jg_waitq *q, struct jg__wnode *n,
-                               struct jg_green *g, int64_t deadline)
-{
-    return wq_park_node_flags(q, n, g, deadline, 0);
-}
-
-/* The same with a node from the cache: may also fail with -ENOMEM. */
+/* The same with a clause of its own: may also fail with -ENOMEM. */
 static inline int wq_park(struct jg_waitq *q, struct jg_green *g,
                           int64_t deadline)
 {
-    struct jg__wnode *n = wnode_get();
+    struct jg__clause *c = jg__clause_get(g);
     int rc;
 
-    if (unlikely(!n))
+    if (unlikely(!c))
         return -ENOMEM;
-    rc = wq_park_node(q, n, g, deadline);
-    jg__wnode_free(n);
+    rc = wq_wait(q, c, deadline, 0);
+    jg__clause_put(c);
     return rc;
 }
 
-/*
- * Hand something to the first waiter of q that still waits, and make it
- * ready. Waiters already woken by their timer or a kill (not run yet) are
- * dropped from q on the way: they no longer wait. Returns the green thread
- * woken, or NULL if nobody waits.
- */
+/* Hand the first waiter of q that still waits what it waits for; the
+ * green thread woken, or NULL if nobody waits. */
 static inline struct jg_green *wq_wake_one(struct jg_waitq *q)
 {
-    struct jg__wnode *n;
-
-    if (q->head)
+    if (!jg__list_empty(&q->l))
         jg__obj_check(q, "object whose waiters are woken");
-    while ((n = q->head) != NULL) {
-        wq_unlink(n);
-        if (jg__wake(n->g, 0)) {
-            n->handed = true;
-            return n->g;
-        }
-    }
-    return NULL;
+    return jg__clause_wake_one(&q->l, 0);
 }
 
 /* Wake every waiter of q (FIFO order: they run in queue order). */
