@@ -158,8 +158,7 @@ static int backoff(void)
 {
     struct timespec ts = { 0, 1000000 };
 
-    if (jg__tls_hub && jg__cb_depth == 0 &&
-        jg__tls_hub->current != jg__tls_hub->hub_g)
+    if (jg__wait_kind() > 0)
         return jg_sleep(JG_MS(1));
     jg__sys_nanosleep(&ts, NULL);
     return 0;

@@ -182,18 +182,6 @@ static void op_remove(struct jg_future *f)
         jg_future_unref(f);     /* the queue's reference */
 }
 
-/* May the caller park? 1 green thread, 0 plain OS thread, -EPERM. */
-static int green_caller(void)
-{
-    struct jg_hub *h = jg__tls_hub;
-
-    if (!h)
-        return 0;
-    if (jg__cb_depth > 0 || h->current == h->hub_g)
-        return -EPERM;
-    return 1;
-}
-
 int jg_run_in_thread(void *(*fn)(void *), void *arg, void **result,
                      int64_t timeout_ns)
 {
@@ -203,7 +191,7 @@ int jg_run_in_thread(void *(*fn)(void *), void *arg, void **result,
 
     if (!fn || !jg__timeout_ok(timeout_ns))
         return -EINVAL;
-    if ((rc = green_caller()) <= 0) {
+    if ((rc = jg__wait_kind()) <= 0) {
         if (rc < 0)
             return rc;
         /* A plain OS thread may block: no pool round trip. */

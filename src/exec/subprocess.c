@@ -6,11 +6,9 @@
  * so a green thread parks on its hub and a plain thread polls.
  */
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -43,52 +41,12 @@ struct jg_subprocess {
 
 /* ---- waiting: a green thread parks, a plain thread polls --------------- */
 
-/* Whether the caller waits as a green thread (its thread has a hub). */
-static bool green_caller(void)
-{
-    struct jg_hub *h = jg__tls_hub;
-    return h != NULL && h->current != NULL;
-}
-
-static bool killed(void)
-{
-    struct jg_hub *h = jg__tls_hub;
-    return h && h->current && (h->current->flags & JG__G_CANCELLED);
-}
-
-/* Block in ppoll until an fd is ready or the absolute deadline passes.
- * Returns > 0, or -ETIMEDOUT. */
-static int poll_until(struct pollfd *p, nfds_t n, int64_t deadline)
-{
-    for (;;) {
-        struct timespec ts, *tp = NULL;
-        if (deadline != INT64_MAX) {
-            int64_t left = deadline - jg_now();
-            if (left <= 0)
-                return -ETIMEDOUT;
-            ts.tv_sec = left / JG_SEC(1);
-            ts.tv_nsec = left % JG_SEC(1);
-            tp = &ts;
-        }
-        int r = jg__sys_ppoll(p, n, tp, NULL);
-        if (r > 0)
-            return r;
-        if (r < 0 && errno != EINTR)
-            return -errno;
-    }
-}
-
-/* Wait for fd to be readable/writable: parks a green caller. > 0 or -errno. */
+/* Wait for fd to be readable/writable (jg__poll_any): 1 or -errno. */
 static int wait_one(int fd, uint32_t ev, int64_t deadline)
 {
-    if (green_caller())
-        return jg__wait_fd_until(fd, ev, deadline);
-    struct pollfd p = {
-        .fd = fd,
-        .events = (short)((ev & JG_READ ? POLLIN : 0) |
-                          (ev & JG_WRITE ? POLLOUT : 0)),
-    };
-    return poll_until(&p, 1, deadline);
+    struct jg__pollfd p = { fd, ev };
+
+    return jg__poll_any(&p, 1, deadline);
 }
 
 /* Close an fd we own; jg_close tells this thread's loop and io cache. */
@@ -426,7 +384,7 @@ int jg_subprocess_wait(struct jg_subprocess *p, int *status,
 
     if (!p || !jg__timeout_ok(timeout_ns))
         return -EINVAL;
-    if (timeout_ns != 0 && killed())
+    if (timeout_ns != 0 && jg__self_killed())
         return -ECANCELED;
     if (timeout_ns == 0) {
         rc = try_reap(p);
@@ -533,39 +491,17 @@ static int drain(struct jg_subprocess *p, int i)
     }
 }
 
-/*
- * Wait until one of the live pipes is ready. A plain thread ppolls them; a
- * green thread parks on an epoll set of them (an epoll fd is itself
- * pollable), so the hub watches one fd for all three.
- */
-static int wait_pipes(struct jg_subprocess *p, int *epfd, int64_t deadline)
+/* Wait until one of the live pipes is ready (parks a green caller). */
+static int wait_pipes(struct jg_subprocess *p, int64_t deadline)
 {
-    struct pollfd pf[3];
-    nfds_t n = 0;
+    struct jg__pollfd pf[3];
+    int n = 0;
 
-    if (!green_caller()) {
-        for (int i = 0; i < 3; i++)
-            if (p->fd[i] >= 0)
-                pf[n++] = (struct pollfd){
-                    .fd = p->fd[i], .events = i == 0 ? POLLOUT : POLLIN,
-                };
-        return poll_until(pf, n, deadline);
-    }
-    if (*epfd < 0) {
-        if ((*epfd = jg__sys_epoll_create1(EPOLL_CLOEXEC)) < 0)
-            return -errno;
-        jg__fd_fresh(*epfd);
-        for (int i = 0; i < 3; i++) {
-            struct epoll_event ev = {
-                .events = i == 0 ? EPOLLOUT : EPOLLIN, .data.fd = p->fd[i],
-            };
-            /* Closed pipes leave the set by themselves (last close). */
-            if (p->fd[i] >= 0 &&
-                epoll_ctl(*epfd, EPOLL_CTL_ADD, p->fd[i], &ev) < 0)
-                return -errno;
-        }
-    }
-    return jg__wait_fd_until(*epfd, JG_READ, deadline);
+    for (int i = 0; i < 3; i++)
+        if (p->fd[i] >= 0)
+            pf[n++] = (struct jg__pollfd){ p->fd[i],
+                                           i == 0 ? JG_WRITE : JG_READ };
+    return jg__poll_any(pf, n, deadline);
 }
 
 /* Move the collected stream i-1 to the caller (NULL if never piped). */
@@ -588,13 +524,13 @@ int jg_subprocess_communicate(struct jg_subprocess *p, const void *in,
                               size_t in_len, struct jg_subprocess_output *res,
                               int64_t timeout_ns)
 {
-    int epfd = -1, rc = 0;
+    int rc = 0;
 
     if (!p || (!in && in_len) || !jg__timeout_ok(timeout_ns))
         return -EINVAL;
     if (in_len && p->fd[0] < 0 && !p->in_broken && p->in_off < in_len)
         return -EINVAL;
-    if (timeout_ns != 0 && killed())
+    if (timeout_ns != 0 && jg__self_killed())
         return -ECANCELED;
     int64_t deadline = jg__deadline_after(timeout_ns);
     while (p->fd[0] >= 0 || p->fd[1] >= 0 || p->fd[2] >= 0) {
@@ -614,7 +550,7 @@ int jg_subprocess_communicate(struct jg_subprocess *p, const void *in,
             rc = -EAGAIN;
             goto out;
         }
-        if ((rc = wait_pipes(p, &epfd, deadline)) < 0)
+        if ((rc = wait_pipes(p, deadline)) < 0)
             goto out;
     }
     rc = timeout_ns == 0 ? try_reap(p) : wait_until(p, deadline);
@@ -623,8 +559,6 @@ int jg_subprocess_communicate(struct jg_subprocess *p, const void *in,
     if (rc > 0)
         rc = 0;
 out:
-    if (epfd >= 0)
-        jg_close(epfd);
     if (rc < 0)
         return rc;
     if (res) {

@@ -566,15 +566,10 @@ static void fire(struct fwait *w)
  */
 static int waiter_kind(struct jg_green **g)
 {
-    struct jg_hub *h = jg__tls_hub;
+    int kind = jg__wait_kind();
 
-    *g = NULL;
-    if (!h)
-        return 0;
-    if (jg__cb_depth > 0 || h->current == h->hub_g)
-        return -EPERM;
-    *g = h->current;
-    return 0;
+    *g = kind > 0 ? jg__tls_hub->current : NULL;
+    return kind < 0 ? kind : 0;
 }
 
 /*
@@ -725,14 +720,12 @@ int jg_future_bytes(struct jg_future *f, const void **p, size_t *n,
 
 bool jg__future_wait_uninterruptible(struct jg_future *f)
 {
-    struct jg_green *g = jg__tls_hub ? jg__tls_hub->current : NULL;
-
     /* Neither a kill nor a deadline scope ends this wait (jg_kill leaves a
      * NOCANCEL park alone and only records the kill). From a plain thread
      * or a callback, wait_one blocks the OS thread or fails: loop. */
     while (!jg__future_done(f))
         (void)wait_one(f, INT64_MAX, JG__PARK_NOCANCEL | JG__PARK_NOSCOPE);
-    return g && (g->flags & JG__G_CANCELLED);
+    return jg__self_killed();
 }
 
 /* ---- jg_wait ------------------------------------------------------------- */

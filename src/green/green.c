@@ -313,7 +313,7 @@ bool jg_cancelled(void)
 {
     struct jg_green *g = jg__current();
 
-    return g && (g->flags & JG__G_CANCELLED);
+    return g && jg__killed(g);
 }
 
 size_t jg_count(void)

@@ -639,7 +639,7 @@ int jg__park_flags(int64_t deadline, unsigned pflags)
     if (unlikely(!h))
         return -EPERM;
     g = h->current;
-    if (unlikely(jg__cb_depth > 0 || g == h->hub_g))
+    if (unlikely(!jg__may_park(h, g)))
         return -EPERM;
     if (unlikely((g->flags & JG__G_CANCELLED) &&
                  !(pflags & JG__PARK_NOCANCEL))) {
@@ -755,9 +755,9 @@ int jg__wait_fd_until(int fd, uint32_t events, int64_t deadline)
 
     if (!g)
         return -ENOMEM;
-    if (g == g->hub->hub_g || jg__cb_depth > 0)
+    if (!jg__may_park(g->hub, g))
         return -EPERM;
-    if (g->flags & JG__G_CANCELLED)
+    if (jg__killed(g))
         return -ECANCELED;
     jg_io_init(&g->io, fd_wait_cb, fd, events);
     rc = jg_io_start(&g->hub->loop, &g->io);
@@ -887,7 +887,7 @@ static int hub_loop_run(struct jg_loop *l, int mode)
         return -EXDEV;
     if (mode < JG_RUN_DEFAULT || mode > JG_RUN_NOWAIT)
         return -EINVAL;
-    if (h->current == h->hub_g || jg__cb_depth > 0)
+    if (!jg__may_park(h, h->current))
         return -EPERM;
     do {
         if (!jg__list_empty(&h->ready)) {
@@ -1240,7 +1240,7 @@ static JG_NOINLINE void *switch_checked(struct jg_green *target, void *value)
         if (target->state != JG_GREEN_NEW || jg__list_linked(&target->link))
             return JG_ERR(-EBUSY);
     }
-    if (unlikely(self->flags & JG__G_CANCELLED))
+    if (unlikely(jg__killed(self)))
         return JG_ERR(-ECANCELED);
     if (unlikely(h->zombie))
         reap(h);
@@ -1299,9 +1299,9 @@ int jg_yield(void)
     if (!h)
         return -ENOMEM;
     self = h->current;
-    if (jg__cb_depth > 0 || self == h->hub_g)
+    if (!jg__may_park(h, self))
         return -EPERM;
-    if (self->flags & JG__G_CANCELLED)
+    if (jg__killed(self))
         return -ECANCELED;
     saved_errno = errno;
     /* Behind every green thread that is ready now; the hub polls once

@@ -220,6 +220,47 @@ static inline struct jg_green *jg__current(void)
     return h ? h->current : NULL;
 }
 
+/*
+ * Whether g, running on h, may park: not inside a loop callback and not
+ * the hub's own context, which must never block (the one test; callers
+ * report -EPERM).
+ */
+static inline bool jg__may_park(const struct jg_hub *h,
+                                const struct jg_green *g)
+{
+    return likely(jg__cb_depth == 0 && g != h->hub_g);
+}
+
+/*
+ * How the calling thread waits for something a wait may take long for:
+ * 1 it parks (a green thread, or the main context of a thread with a hub),
+ * 0 it blocks the OS thread (no hub: none is made just to wait), -EPERM
+ * it must not wait (a loop callback, the hub's own context).
+ */
+static inline int jg__wait_kind(void)
+{
+    const struct jg_hub *h = jg__tls_hub;
+
+    if (!h)
+        return 0;
+    return jg__may_park(h, h->current) ? 1 : -EPERM;
+}
+
+/* Whether g was killed (jg_kill; sticky). */
+static inline bool jg__killed(const struct jg_green *g)
+{
+    return g->flags & JG__G_CANCELLED;
+}
+
+/* Whether the caller is a green thread that was killed (no hub: no).
+ * Reads no more than a thread-local and the running descriptor. */
+static inline bool jg__self_killed(void)
+{
+    const struct jg_hub *h = jg__tls_hub;
+
+    return h && h->current && jg__killed(h->current);
+}
+
 /* Make a NEW/PARKED/SWITCHED green thread ready (hub thread only). */
 static inline void jg__make_ready(struct jg_green *g)
 {

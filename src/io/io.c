@@ -156,20 +156,14 @@ static int park(struct wait *w, int fd, uint32_t ev)
     return r > 0 ? 0 : r;
 }
 
-/* Sticky cancellation: a killed green thread's blocking calls fail at once,
- * even when the fd happens to be ready. Reads no more than a thread-local. */
-static inline bool killed(void)
-{
-    struct jg_hub *h = jg__tls_hub;
-    return h && h->current && (h->current->flags & JG__G_CANCELLED);
-}
-
 /* Common argument checks; 0 or -errno. */
 static inline int check(int64_t timeout_ns)
 {
     if (unlikely(!jg__timeout_ok(timeout_ns)))
         return -EINVAL;
-    if (timeout_ns != 0 && unlikely(killed()))
+    /* Sticky cancellation: a killed green thread's blocking calls fail at
+     * once, even when the fd happens to be ready. */
+    if (timeout_ns != 0 && unlikely(jg__self_killed()))
         return -ECANCELED;
     return 0;
 }

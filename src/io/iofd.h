@@ -37,4 +37,16 @@ struct jg__pollfd {
 JG_HIDDEN int jg__poll_wait_until(const struct jg__pollfd *fds, int n,
                                   int64_t deadline);
 
+/*
+ * The one "park if there is a hub, else poll": wait until one of fds[n]
+ * (n <= JG__POLL_MAX) is ready or the absolute deadline passes. A caller
+ * on a thread with a hub parks (jg__poll_wait_until, or jg__wait_fd_until
+ * for one fd); a thread without one blocks in ppoll(2) and makes no hub.
+ * Returns 1, -ETIMEDOUT, -ECANCELED, -EPERM (a loop callback, the hub),
+ * -EINVAL, -ENOMEM, or another -errno.
+ */
+#define JG__POLL_MAX 8
+JG_HIDDEN int jg__poll_any(const struct jg__pollfd *fds, int n,
+                           int64_t deadline);
+
 #endif

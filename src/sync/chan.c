@@ -240,7 +240,7 @@ static int select_wait(struct jg_green *g, struct jg_select_case *cases,
             k->chan->earmarked--;
             /* Killed after the value was handed over: it is not ours to
              * keep; the next receiver (or the head) gets it. */
-            if (g->flags & JG__G_CANCELLED) {
+            if (jg__killed(g)) {
                 give_back(k->chan, cs[fired].val);
                 clauses_put(cs, n);
                 return -ECANCELED;

@@ -23,7 +23,7 @@ static struct jg_green *scope_owner(int *rc)
     }
     g = h->current;
     /* Callbacks run on the hub's context, which never parks. */
-    if (g == h->hub_g || jg__cb_depth > 0 || g->state == JG_GREEN_DONE) {
+    if (!jg__may_park(h, g) || g->state == JG_GREEN_DONE) {
         *rc = -EPERM;
         return NULL;
     }

@@ -376,7 +376,7 @@ static void worker_done(struct jg__waiter *w, struct jg_green *g)
     struct jg_imap *it = k->it;
 
     /* A killed worker means the run was stopped from outside. */
-    if (g->flags & JG__G_CANCELLED)
+    if (jg__killed(g))
         it->stop = true;
     jg__list_remove(&k->link);
     it->workers--;

@@ -336,7 +336,7 @@ int jg_queue_get_prio(struct jg_queue *q, void **item, int *prio,
         e.item = c->val;
         e.prio = c->aux;
         e.seq = 0;
-        killed = c->g->flags & JG__G_CANCELLED;
+        killed = jg__killed(c->g);
         jg__clause_put(c);
         if (killed) {
             give_back(q, e);

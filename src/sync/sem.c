@@ -12,11 +12,6 @@
 #define MUTEX_MAGIC 0x4a674d78u     /* "JgMx" */
 #define COND_MAGIC  0x4a67436eu     /* "JgCn" */
 
-static inline bool killed(const struct jg_green *g)
-{
-    return g->flags & JG__G_CANCELLED;
-}
-
 /* ---- semaphore --------------------------------------------------------- */
 
 static inline int sem_check(const struct jg_sem *s)
@@ -102,7 +97,7 @@ int jg_sem_acquire(struct jg_sem *s, int64_t timeout_ns)
     if (rc == 0) {
         /* Killed after a release handed us the permit but before we
          * ran: we must not eat it. */
-        if (unlikely(killed(g))) {
+        if (unlikely(jg__killed(g))) {
             sem_give(s);
             return -ECANCELED;
         }
@@ -202,7 +197,7 @@ int jg_mutex_lock(struct jg_mutex *m, int64_t timeout_ns)
     if (rc == 0) {
         /* The unlocker made us the owner; killed since, we never take
          * the lock: it goes on to the next waiter. */
-        if (unlikely(killed(g))) {
+        if (unlikely(jg__killed(g))) {
             mutex_pass(m);
             return -ECANCELED;
         }
@@ -312,11 +307,11 @@ int jg_cond_wait(struct jg_cond *c, struct jg_mutex *m, int64_t timeout_ns)
     g = c->hub->current;
     /* Refuse what could not park before letting go of m: a callback or
      * the hub could never take it back. */
-    if (g == c->hub->hub_g || jg__cb_depth > 0 || m->owner != g)
+    if (!jg__may_park(c->hub, g) || m->owner != g)
         return -EPERM;
     if (timeout_ns == 0)
         return -ETIMEDOUT;
-    if (killed(g))
+    if (jg__killed(g))
         return -ECANCELED;
     /* The clause, for both waits, before m is let go: nothing can fail
      * after that but a deadlock of main. */
@@ -331,7 +326,7 @@ int jg_cond_wait(struct jg_cond *c, struct jg_mutex *m, int64_t timeout_ns)
         rc = 0;
         /* Signalled, then killed before we ran: another waiter gets the
          * signal, so a signal meant for a live waiter is never lost. */
-        if (unlikely(killed(g))) {
+        if (unlikely(jg__killed(g))) {
             wq_wake_one(&c->q);
             rc = -ECANCELED;
         }

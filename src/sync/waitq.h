@@ -96,7 +96,7 @@ static inline int wait_check(int64_t timeout_ns, struct jg_green *g)
 {
     if (unlikely(!jg__timeout_ok(timeout_ns)))
         return -EINVAL;
-    if (timeout_ns != 0 && unlikely(g->flags & JG__G_CANCELLED))
+    if (timeout_ns != 0 && unlikely(jg__killed(g)))
         return -ECANCELED;
     return 0;
 }
