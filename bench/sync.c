@@ -47,8 +47,8 @@ static double handoff_once(void *arg)
     void *v;
 
     (void)arg;
-    check("jg_queue_create", jg_queue_create(&q, JG_QUEUE_FIFO,
-                                             HANDOFF_CAP));
+    check("jg_queue_create", jg_queue_create(&q, HANDOFF_CAP,
+                                             JG_QUEUE_FIFO));
     int64_t t0 = bench_now();
     check("jg_spawn", jg_spawn(&g, producer, q, NULL));
     for (long i = 0; i < HANDOFF_N; i++) {

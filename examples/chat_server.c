@@ -101,7 +101,7 @@ static void *session(void *arg)
     bool named = false;
     ssize_t n;
 
-    if (!c || jg_queue_create(&c->outbox, JG_QUEUE_FIFO, 0) < 0) {
+    if (!c || jg_queue_create(&c->outbox, 0, JG_QUEUE_FIFO) < 0) {
         jg_close((int)(intptr_t)arg);
         free(c);
         return NULL;
@@ -165,7 +165,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "listen on port %d: %s\n", port, jg_strerror(lfd));
         return 1;
     }
-    if (jg_queue_create(&room, JG_QUEUE_FIFO, 0) < 0 ||
+    if (jg_queue_create(&room, 0, JG_QUEUE_FIFO) < 0 ||
         jg_spawn(NULL, broadcaster, NULL, NULL) < 0) {
         fprintf(stderr, "out of memory\n");
         return 1;

@@ -414,6 +414,7 @@ static void *other_thread(void *arg)
     bad |= jg_select(&k, 1, JG_FOREVER) != -EXDEV;
     bad |= jg_chan_close(c) != -EXDEV;
     bad |= jg_chan_destroy(c) != -EXDEV;
+    bad |= jg_chan_len(c) != -EXDEV;
     return (void *)bad;
 }
 

@@ -157,7 +157,7 @@ static void test_bad_args(void)
     T_ERR(jg_group_spawn(grp, NULL, sleeper, NULL, -7), -EINVAL);
     T_ERR(jg_group_join(grp, -7), -EINVAL);
     T_ERR(jg_group_map(grp, job, NULL, NULL, 3, 0), -EINVAL);
-    T_ERR(jg_group_imap_unordered(&it, grp, NULL, NULL, 0), -EINVAL);
+    T_ERR(jg_group_imap_unordered(grp, &it, NULL, NULL, 0), -EINVAL);
     T_ERR(jg_imap_next(NULL, NULL, NULL, 0), -EINVAL);
     T_ERR(jg_group_destroy(NULL), -EINVAL);
     T_OK(jg_group_join(grp, 0));
@@ -354,7 +354,7 @@ static void test_imap_unordered(void)
         args[i] = P(i);
     }
     cur = peak = 0;
-    T_OK(jg_group_imap_unordered(&it, grp, gated, args, 8));
+    T_OK(jg_group_imap_unordered(grp, &it, gated, args, 8));
     memset(args, 0, sizeof args);       /* copied: may change now */
     /* Four run at once (jobs 0-3); each one released lets the next job
      * in input order start. Results come in the order released. */
@@ -367,7 +367,7 @@ static void test_imap_unordered(void)
     }
     T_EQ(jg_imap_next(it, &idx, &r, JG_FOREVER), 0);
     T_EQ(peak, 4);
-    T_OK(jg_imap_close(it));
+    T_OK(jg_imap_destroy(it));
     T_EQ(jg_group_count(grp), 0);
     for (int i = 0; i < 8; i++)
         T_OK(jg_chan_destroy(gate[i]));
@@ -375,11 +375,11 @@ static void test_imap_unordered(void)
     /* Timeout, then close kills what runs. */
     for (int i = 0; i < 8; i++)
         args[i] = P(200);
-    T_OK(jg_group_imap_unordered(&it, grp, fail_after, args, 8));
+    T_OK(jg_group_imap_unordered(grp, &it, fail_after, args, 8));
     T_ERR(jg_imap_next(it, &idx, &r, 0), -ETIMEDOUT);
     T_ERR(jg_imap_next(it, &idx, &r, JG_MS(5)), -ETIMEDOUT);
     T_EQ(jg_group_count(grp), 4);
-    T_OK(jg_imap_close(it));
+    T_OK(jg_imap_destroy(it));
     T_OK(jg_group_join(grp, JG_SEC(5)));
     T_EQ(jg_group_failed(grp), 0);
     T_EQ(jg_group_count(grp), 0);
@@ -407,8 +407,10 @@ static void *other_thread(void *arg)
     bad |= jg_group_join(grp, JG_FOREVER) != -EXDEV;
     bad |= jg_group_kill(grp) != -EXDEV;
     bad |= jg_group_map(grp, sleeper, a, r, 1, JG_FOREVER) != -EXDEV;
-    bad |= jg_group_imap_unordered(&it, grp, sleeper, a, 1) != -EXDEV;
+    bad |= jg_group_imap_unordered(grp, &it, sleeper, a, 1) != -EXDEV;
     bad |= jg_group_destroy(grp) != -EXDEV;
+    bad |= jg_group_count(grp) != -EXDEV;
+    bad |= jg_group_failed(grp) != -EXDEV;
     return (void *)bad;
 }
 

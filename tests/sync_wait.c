@@ -73,16 +73,18 @@ static void test_timeout(void)
     struct jg_deadline d;
 
     spawn_set(g, ms, 3);
-    T_EQ(jg_wait_green(g, 3, 0, 0), 0);
+    /* timeout 0: a wait that is not over, like jg_wait and jg_join. */
+    T_ERR(jg_wait_green(g, 3, 0, 0), -ETIMEDOUT);
     int64_t t0 = t_now_ns();
-    T_EQ(jg_wait_green(g, 3, 2, JG_MS(20)), 1);
+    T_ERR(jg_wait_green(g, 3, 2, JG_MS(20)), -ETIMEDOUT);
+    T_EQ(jg_wait_green(g, 3, 1, 0), 1);
     T_ASSERT(t_now_ns() - t0 >= JG_MS(20));
     /* Returned at its timeout: the 300 ms ones still sleep. */
     T_EQ(jg_state(g[1]), JG_GREEN_PARKED);
     T_EQ(jg_state(g[2]), JG_GREEN_PARKED);
     /* A deadline scope ends the wait the same way. */
     T_OK(jg_deadline_push(&d, JG_MS(10)));
-    T_EQ(jg_wait_green(g, 3, 0, JG_FOREVER), 1);
+    T_ERR(jg_wait_green(g, 3, 0, JG_FOREVER), -ETIMEDOUT);
     T_ASSERT(jg_deadline_expired(&d));
     T_OK(jg_deadline_pop(&d));
     /* Killed targets count as finished. */

@@ -32,7 +32,7 @@ enum jg_group_policy {
 struct jg_group_opts {
     size_t size;                /* at most this many members at once (a
                                  * pool); 0: unlimited (a group) */
-    int policy;                 /* enum jg_group_policy */
+    enum jg_group_policy policy;
     const struct jg_spawn_opts *spawn; /* copied; for every member */
     /*
      * Called on the hub as each member ends: g (valid during the call), its
@@ -77,10 +77,11 @@ JG_API int jg_group_join(struct jg_group *grp, int64_t timeout_ns);
  * -EINVAL, -EXDEV. Does not switch.
  */
 JG_API int jg_group_kill(struct jg_group *grp);
-/* Members that have not ended. */
-JG_API size_t jg_group_count(const struct jg_group *grp);
-/* Members that failed so far (see jg_group_join for what counts). */
-JG_API size_t jg_group_failed(const struct jg_group *grp);
+/* Members that have not ended, or -EINVAL (NULL), -EXDEV. */
+JG_API ssize_t jg_group_count(const struct jg_group *grp);
+/* Members that failed so far (see jg_group_join for what counts), or
+ * -EINVAL, -EXDEV. */
+JG_API ssize_t jg_group_failed(const struct jg_group *grp);
 
 /*
  * Run fn(args[i]) for i in [0, n) on at most the group's size members at
@@ -108,8 +109,8 @@ struct jg_imap;
  * starts more. Returns 0, -ECANCELED (a FAIL_FAST group has failed),
  * -ENOMEM, -EINVAL, -EXDEV. Does not switch.
  */
-JG_API int jg_group_imap_unordered(struct jg_imap **out,
-                                   struct jg_group *grp, jg_green_fn fn,
+JG_API int jg_group_imap_unordered(struct jg_group *grp,
+                                   struct jg_imap **out, jg_green_fn fn,
                                    void *const *args, size_t n);
 /*
  * The next finished job: its input index in *index and its result in
@@ -122,18 +123,19 @@ JG_API int jg_group_imap_unordered(struct jg_imap **out,
 JG_API int jg_imap_next(struct jg_imap *it, size_t *index, void **result,
                         int64_t timeout_ns);
 /*
- * End the iteration: no new job starts, running workers are killed, and
- * the iterator is freed once they have ended. Returns 0, -EINVAL, -EBUSY
- * (a green thread waits in jg_imap_next), -EXDEV. Does not switch.
+ * End the iteration and destroy it: no new job starts, running workers
+ * are killed, and the iterator's memory goes once they have ended. Returns
+ * 0, -EINVAL, -EBUSY (a green thread waits in jg_imap_next; nothing
+ * changed), -EXDEV. Does not switch.
  */
-JG_API int jg_imap_close(struct jg_imap *it);
+JG_API int jg_imap_destroy(struct jg_imap *it);
 
 /*
  * Wait until at least count of the n green threads gs[] have finished
  * (count 0 means all n; gevent.joinall and wait). Handles are not
  * released: join or detach them afterwards. Returns how many of them have
- * finished — fewer than count only when timeout_ns (0: just count) or an
- * enclosing deadline passed first — or -ECANCELED (the caller was killed),
+ * finished (at least count), or -ETIMEDOUT (fewer had when timeout_ns
+ * passed; with 0, fewer have now), -ECANCELED (the caller was killed),
  * -ENOMEM, -EINVAL (NULL or detached entry, count > n, bad timeout),
  * -EXDEV (a green thread of another hub), -EDEADLK (the caller is one of
  * them, or nothing can wake it), -EPERM. May switch green threads.

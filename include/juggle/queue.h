@@ -32,11 +32,12 @@ enum jg_queue_kind {
 };
 
 /*
- * Create a queue of kind (enum jg_queue_kind) holding at most maxsize items
- * (0: unbounded) on the calling thread's hub. Returns 0, -EINVAL (NULL out,
- * bad kind), -ENOMEM.
+ * Create a queue holding at most maxsize items (0: unbounded; asyncio's
+ * Queue(maxsize)) of the given kind on the calling thread's hub. Returns
+ * 0, -EINVAL (NULL out, bad kind), -ENOMEM.
  */
-JG_API int jg_queue_create(struct jg_queue **out, int kind, size_t maxsize);
+JG_API int jg_queue_create(struct jg_queue **out, size_t maxsize,
+                           enum jg_queue_kind kind);
 /*
  * Free q. Items still queued are dropped (they are the caller's: drain them
  * first with a 0 timeout get). Returns 0, -EBUSY (green threads wait on q;
@@ -89,8 +90,8 @@ JG_API int jg_queue_join(struct jg_queue *q, int64_t timeout_ns);
  */
 JG_API int jg_queue_close(struct jg_queue *q);
 /* Items in q now (not counting items handed to getters that have not run
- * yet); 0 for NULL or from another thread. */
-JG_API size_t jg_queue_size(const struct jg_queue *q);
+ * yet), or -EINVAL (NULL), -EXDEV (another thread's queue). */
+JG_API ssize_t jg_queue_size(const struct jg_queue *q);
 
 /* ---- channels ------------------------------------------------------------ */
 
@@ -126,8 +127,8 @@ JG_API int jg_chan_recv(struct jg_chan *c, void **v, int64_t timeout_ns);
  * (also when already closed), -EINVAL, -EXDEV. Does not switch.
  */
 JG_API int jg_chan_close(struct jg_chan *c);
-/* Values buffered in c now. */
-JG_API size_t jg_chan_len(const struct jg_chan *c);
+/* Values buffered in c now, or -EINVAL (NULL), -EXDEV. */
+JG_API ssize_t jg_chan_len(const struct jg_chan *c);
 
 enum jg_select_op {
     JG_SELECT_RECV = 0,

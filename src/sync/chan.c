@@ -391,7 +391,9 @@ int jg_chan_close(struct jg_chan *c)
     return 0;
 }
 
-size_t jg_chan_len(const struct jg_chan *c)
+ssize_t jg_chan_len(const struct jg_chan *c)
 {
-    return check(c) < 0 ? 0 : c->len;
+    int rc = check(c);
+
+    return rc < 0 ? rc : (ssize_t)c->len;
 }

@@ -23,7 +23,7 @@ struct member {
 struct jg_group {
     struct jg_hub *hub;
     size_t size;
-    int policy;
+    enum jg_group_policy policy;
     bool has_spawn;
     bool failed_fast;           /* FAIL_FAST tripped: no new members */
     struct jg_spawn_opts spawn;
@@ -278,14 +278,18 @@ int jg_group_kill(struct jg_group *grp)
     return rc < 0 ? rc : kill_members(grp);
 }
 
-size_t jg_group_count(const struct jg_group *grp)
+ssize_t jg_group_count(const struct jg_group *grp)
 {
-    return check(grp) < 0 ? 0 : grp->live;
+    int rc = check(grp);
+
+    return rc < 0 ? rc : (ssize_t)grp->live;
 }
 
-size_t jg_group_failed(const struct jg_group *grp)
+ssize_t jg_group_failed(const struct jg_group *grp)
 {
-    return check(grp) < 0 ? 0 : grp->failed;
+    int rc = check(grp);
+
+    return rc < 0 ? rc : (ssize_t)grp->failed;
 }
 
 /* ---- map and imap_unordered -------------------------------------------- */
@@ -428,7 +432,7 @@ static int top_up(struct jg_imap *it)
     return 0;
 }
 
-int jg_group_imap_unordered(struct jg_imap **out, struct jg_group *grp,
+int jg_group_imap_unordered(struct jg_group *grp, struct jg_imap **out,
                             jg_green_fn fn, void *const *args, size_t n)
 {
     struct jg_imap *it;
@@ -460,7 +464,7 @@ int jg_group_imap_unordered(struct jg_imap **out, struct jg_group *grp,
         memcpy(it->args, args, n * sizeof *args);
     rc = top_up(it);
     if (rc < 0 && rc != -ECANCELED) {
-        jg_imap_close(it);
+        jg_imap_destroy(it);
         return rc;
     }
     *out = it;
@@ -525,7 +529,7 @@ int jg_imap_next(struct jg_imap *it, size_t *index, void **result,
     return 1;
 }
 
-int jg_imap_close(struct jg_imap *it)
+int jg_imap_destroy(struct jg_imap *it)
 {
     struct jg__list *e, *next;
     int rc;
@@ -564,7 +568,7 @@ int jg_group_map(struct jg_group *grp, jg_green_fn fn, void *const *args,
     if (!jg__timeout_ok(timeout_ns))
         return -EINVAL;
     deadline = jg__deadline_after(timeout_ns);
-    rc = jg_group_imap_unordered(&it, grp, fn, args, n);
+    rc = jg_group_imap_unordered(grp, &it, fn, args, n);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++)
@@ -588,7 +592,7 @@ int jg_group_map(struct jg_group *grp, jg_green_fn fn, void *const *args,
         if (JG_IS_ERR(r) && !first)
             first = JG_ERR_CODE(r);
     }
-    jg_imap_close(it);
+    jg_imap_destroy(it);
     if (rc < 0)
         return rc;
     if (first)
@@ -658,8 +662,10 @@ int jg_wait_green(struct jg_green *const *gs, size_t n, size_t count,
     if (count == 0)
         count = n;
     done = count_done(gs, n);
-    if (done >= count || timeout_ns == 0)
+    if (done >= count)
         return (int)done;
+    if (timeout_ns == 0)
+        return -ETIMEDOUT;
     r = malloc(sizeof *r + n * sizeof r->nodes[0]);
     if (!r)
         return -ENOMEM;
@@ -689,8 +695,7 @@ int jg_wait_green(struct jg_green *const *gs, size_t n, size_t count,
     jg__clause_put(r->waiter);
     free(r);
     done = count_done(gs, n);
-    if (rc == -ECANCELED || rc == -EDEADLK || rc == -EPERM ||
-        rc == -ENOMEM)
-        return done >= count ? (int)done : rc;
-    return (int)done;
+    if (done >= count)
+        return (int)done;
+    return rc < 0 ? rc : -ETIMEDOUT;
 }

@@ -20,7 +20,7 @@ struct qent {
 
 struct jg_queue {
     struct jg_hub *hub;
-    int kind;
+    enum jg_queue_kind kind;
     bool closed;
     size_t maxsize;             /* 0: unbounded */
     struct qent *v;             /* ring (FIFO/LIFO) or binary heap */
@@ -215,7 +215,8 @@ static int check(const struct jg_queue *q)
 
 /* ---- API ----------------------------------------------------------------- */
 
-int jg_queue_create(struct jg_queue **out, int kind, size_t maxsize)
+int jg_queue_create(struct jg_queue **out, size_t maxsize,
+                    enum jg_queue_kind kind)
 {
     struct jg_hub *h = jg__hub_get();
     struct jg_queue *q;
@@ -408,7 +409,9 @@ int jg_queue_close(struct jg_queue *q)
     return 0;
 }
 
-size_t jg_queue_size(const struct jg_queue *q)
+ssize_t jg_queue_size(const struct jg_queue *q)
 {
-    return check(q) < 0 ? 0 : q->len;
+    int rc = check(q);
+
+    return rc < 0 ? rc : (ssize_t)q->len;
 }
