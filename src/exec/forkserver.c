@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <linux/futex.h>
 
+#include "cpu.h"
 #include "forkserver.h"
 #include "executor.h"
 #include "sys.h"
@@ -214,8 +215,7 @@ static _Noreturn void child_run(int kind, const int *fds, int nfds)
  * program, not the server. glibc's fork would also set the thread's tid
  * field (CLONE_CHILD_SETTID at the address PR_GET_TID_ADDRESS reports) and
  * re-register the robust-futex list; we do both, so robust mutexes and
- * tid-owned locks work in the child. The argument order of clone differs
- * between ISAs: x86-64 has (flags, stack, ptid, ctid, tls).
+ * tid-owned locks work in the child.
  */
 static pid_t clone_parent(void)
 {
@@ -226,11 +226,7 @@ static pid_t clone_parent(void)
         flags |= CLONE_CHILD_SETTID;
         ctid = tid_addr;
     }
-#if defined(__x86_64__)
-    long pid = syscall(SYS_clone, flags, NULL, NULL, ctid, NULL);
-#else
-    long pid = syscall(SYS_clone, flags, NULL, NULL, NULL, ctid);
-#endif
+    long pid = jg__clone_raw(flags, NULL, ctid, 0);
     if (pid == 0 && robust_head)
         syscall(SYS_set_robust_list, robust_head, robust_len);
     return (pid_t)pid;

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cpu.h"
 #include "executor.h"
 #include "forkserver.h"
 #include "future.h"
@@ -86,15 +87,6 @@ static inline char *rep_buf(struct wpage *pg)
 static inline uint64_t pad8(uint64_t n)
 {
     return (n + 7) & ~(uint64_t)7;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
 }
 
 /*
@@ -440,7 +432,7 @@ void jg__pool_worker_main(const int *fds, int nfds)
         /* Spin briefly: at high rates the next request is microseconds
          * away and a futex round trip costs more. */
         if (++spins < 200) {
-            cpu_relax();
+            jg__cpu_relax();
             continue;
         }
         if (spins < 220) {
@@ -1250,7 +1242,7 @@ static void *manager(void *arg)
             continue;
         }
         if (++spins < 100) {
-            cpu_relax();
+            jg__cpu_relax();
             continue;
         }
         if (spins < 110) {
