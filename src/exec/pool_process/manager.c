@@ -19,6 +19,12 @@
 #include "pool_process.h"
 #include "sys.h"
 
+/* Here, beside the one start of workers: a static link that makes process
+ * pools keeps this object (and with it worker.c), so the workers have the
+ * entry. They die with the program and never flush its stdio. */
+JG__CHILD_KIND(JG__CHILD_WORKER, jg__pp_worker_main,
+               JG__CHILD_DIE_WITH_PARENT)
+
 static int worker_start(struct pool *p, struct worker *w)
 {
     int sv[2], rc;

@@ -99,6 +99,12 @@ JG_HIDDEN int jg__pp_send_fd(int sock, int fd);
 JG_HIDDEN int jg__pp_recv_fd(int sock, bool nonblock);
 JG_HIDDEN int jg__pp_spill(const void *p, size_t n);
 
+/* ---- worker.c ---- */
+
+/* The worker process's entry (fds: its region's memfd, its socket, the
+ * manager's eventfd); it never returns. */
+JG_HIDDEN _Noreturn void jg__pp_worker_main(const int *fds, int nfds);
+
 /* ---- the parent's state (dispatch.c, manager.c, pool.c) ---- */
 
 struct ptask {

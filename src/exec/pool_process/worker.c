@@ -174,7 +174,7 @@ static bool run_request(struct wstate *ws, struct rec *r)
     return !(r->kind == REC_INIT && code < 0);
 }
 
-void jg__pool_worker_main(const int *fds, int nfds)
+void jg__pp_worker_main(const int *fds, int nfds)
 {
     struct wstate ws;
     struct stat st;
