@@ -3,15 +3,22 @@
  * process.c - jg_process (multiprocessing.Process): output and exit codes,
  * join with a timeout, terminate and kill (negative signal exit codes),
  * a join from a green thread parks only it, default signal state in the
- * child, destroy of a running child leaves no zombie, bad input.
+ * child, destroy of a running child leaves no zombie, bad input; the fork
+ * server's table of child entries (a kind with no entry is refused, in
+ * the parent and in a re-executed child).
  */
 #include <juggle.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "forkserver.h"
 #include "t.h"
 #include "t_late.h"
+
+extern char **environ;
 
 static int t_echo(const void *in, size_t n, struct jg_task_out *out)
 {
@@ -263,6 +270,76 @@ static void test_bad_input(void)
     jg_process_destroy(NULL);
 }
 
+/*
+ * A start of a kind with no registered entry is -EINVAL. This program
+ * makes no process pool, so its static link (libjuggle.a) leaves the pool's
+ * objects out, and with them the worker kind's registration: only the kind
+ * it starts, jg_process's, is in its table.
+ */
+static void test_kind_without_entry_einval(void)
+{
+    pid_t pid;
+    int pidfd;
+
+    T_ERR(jg__child_start(0, NULL, 0, &pid, &pidfd), -EINVAL);
+    T_ERR(jg__child_start(-1, NULL, 0, &pid, &pidfd), -EINVAL);
+    T_ERR(jg__child_start(JG__CHILD_KINDS, NULL, 0, &pid, &pidfd), -EINVAL);
+    T_ERR(jg__child_start(JG__CHILD_WORKER, NULL, 0, &pid, &pidfd),
+          -EINVAL);
+}
+
+/* Re-execute this program as a child of `marker` ("kind:fds"); its exit
+ * status, and its stderr in err. */
+static int run_marked_child(const char *marker, char *err, size_t size)
+{
+    size_t ne = 0, k = 0;
+    int fds[2], st;
+    pid_t pid;
+
+    while (environ[ne])
+        ne++;
+    char **envp = calloc(ne + 2, sizeof(*envp));
+    T_ASSERT(envp);
+    for (size_t i = 0; i < ne; i++)
+        envp[k++] = environ[i];
+    envp[k] = (char *)marker;
+    T_EQ(pipe(fds), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    char *argv[] = { (char *)"process", NULL };
+    fflush(NULL);
+    T_EQ(posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, envp), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    free(envp);
+    close(fds[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < size &&
+           (n = read(fds[0], err + got, size - 1 - got)) > 0)
+        got += (size_t)n;
+    err[got] = '\0';
+    close(fds[0]);
+    T_EQ(waitpid(pid, &st, 0), pid);
+    T_ASSERT(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+/* A re-executed child of a kind this program has no entry for (the pool
+ * worker's, see above; or a number no kind has) says so and exits 127. */
+static void test_child_of_unknown_kind_exits_127(void)
+{
+    char err[512];
+
+    T_EQ(run_marked_child("JG__CHILD=1:", err, sizeof(err)), 127);
+    T_ASSERT(strstr(err, "juggle: no entry for a child of kind 1 in this "
+                         "program\n"));
+    T_EQ(run_marked_child("JG__CHILD=99:", err, sizeof(err)), 127);
+    T_ASSERT(strstr(err, "juggle: no entry for a child of kind 99 in this "
+                         "program\n"));
+}
+
 int main(int argc, char **argv)
 {
     static const struct t_case cases[] = {
@@ -272,6 +349,8 @@ int main(int argc, char **argv)
         T_CASE(test_green_join_parks_only_it),
         T_CASE(test_destroy_running_no_zombie),
         T_CASE(test_bad_input),
+        T_CASE(test_kind_without_entry_einval),
+        T_CASE(test_child_of_unknown_kind_exits_127),
     };
 
     T_OK(jg_main_init(argc, argv));

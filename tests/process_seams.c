@@ -108,9 +108,9 @@ JG_TASK("pipe_refs", t_pipe_refs)
 /* ---- a worker forging its replies ---------------------------------------- */
 
 /*
- * The worker's shared region as src/exec/pool_process.c lays it out (a test of
- * the parent's distrust has to speak the wire format): a header page, the
- * request ring, the reply ring; records are 8-aligned.
+ * The worker's shared region as src/exec/pool_process/pool_process.h lays
+ * it out (a test of the parent's distrust has to speak the wire format): a
+ * header page, the request ring, the reply ring; records are 8-aligned.
  */
 #define F_RING_CAP (256u << 10)
 #define F_PAGE_HDR 4096u

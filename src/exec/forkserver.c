@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <linux/futex.h>
 
+#include "cpu.h"
 #include "forkserver.h"
 #include "executor.h"
 #include "sys.h"
@@ -42,6 +43,14 @@ static pid_t fs_pid;            /* the server, reaped at destroy never: it
                                  * exits when the program does */
 static bool spawn_mode;
 static char *saved_argv0;
+
+/* The registered kinds of child: filled by constructors (before main, or
+ * as libjuggle.so is loaded), only read after, so no lock. The fork server
+ * and a re-executed child, the same program, hold the same table. */
+static struct {
+    jg__child_entry_fn entry;
+    unsigned flags;
+} kinds[JG__CHILD_KINDS];
 
 /* In the server: what the cloned children must repair (see clone_child). */
 static void *tid_addr;
@@ -197,13 +206,42 @@ static void reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-/* Run the child's entry; never returns. */
-static _Noreturn void child_run(int kind, const int *fds, int nfds)
+void jg__child_kind_register(int kind, jg__child_entry_fn entry,
+                             unsigned flags)
 {
-    if (kind == JG__CHILD_WORKER)
-        jg__pool_worker_main(fds, nfds);
-    if (kind == JG__CHILD_PROCESS)
-        jg__process_child_main(fds, nfds);
+    JG_ASSERT(kind > 0 && kind < JG__CHILD_KINDS && entry &&
+              !kinds[kind].entry);
+    kinds[kind].entry = entry;
+    kinds[kind].flags = flags;
+}
+
+/* Whether kind has an entry. */
+static bool kind_known(long kind)
+{
+    return kind > 0 && kind < JG__CHILD_KINDS && kinds[kind].entry;
+}
+
+/* The flags of kind; 0 for a kind with no entry, as for kind 0 (a start
+ * that only makes ready). */
+static unsigned kind_flags(long kind)
+{
+    return kind_known(kind) ? kinds[kind].flags : 0;
+}
+
+/* Run the entry of kind; never returns. A kind this program has no entry
+ * for (a JG__CHILD marker it did not write) exits with status 127. */
+static _Noreturn void child_run(long kind, const int *fds, int nfds)
+{
+    if (kind_known(kind)) {
+        kinds[kind].entry(fds, nfds);
+    } else {
+        char num[24];
+        jg__write_stderr("juggle: no entry for a child of kind ");
+        jg__write_stderr(kind < 0 ? "-" : "");
+        jg__write_stderr(jg__utoa(num, kind < 0 ? 0 - (uint64_t)kind
+                                                : (uint64_t)kind));
+        jg__write_stderr(" in this program\n");
+    }
     _exit(127);
 }
 
@@ -214,8 +252,7 @@ static _Noreturn void child_run(int kind, const int *fds, int nfds)
  * program, not the server. glibc's fork would also set the thread's tid
  * field (CLONE_CHILD_SETTID at the address PR_GET_TID_ADDRESS reports) and
  * re-register the robust-futex list; we do both, so robust mutexes and
- * tid-owned locks work in the child. The argument order of clone differs
- * between ISAs: x86-64 has (flags, stack, ptid, ctid, tls).
+ * tid-owned locks work in the child.
  */
 static pid_t clone_parent(void)
 {
@@ -226,11 +263,7 @@ static pid_t clone_parent(void)
         flags |= CLONE_CHILD_SETTID;
         ctid = tid_addr;
     }
-#if defined(__x86_64__)
-    long pid = syscall(SYS_clone, flags, NULL, NULL, ctid, NULL);
-#else
-    long pid = syscall(SYS_clone, flags, NULL, NULL, NULL, ctid);
-#endif
+    long pid = jg__clone_raw(flags, NULL, ctid, 0);
     if (pid == 0 && robust_head)
         syscall(SYS_set_robust_list, robust_head, robust_len);
     return (pid_t)pid;
@@ -292,8 +325,8 @@ static _Noreturn void server_main(int sock)
             if (pid == 0) {
                 jg__sys_close(sock);
                 reset_signals();
-                if (r.kind == JG__CHILD_WORKER) {
-                    /* Workers die with the program (its main thread). */
+                if (kind_flags(r.kind) & JG__CHILD_DIE_WITH_PARENT) {
+                    /* They die with the program (its main thread). */
                     prctl(PR_SET_PDEATHSIG, SIGKILL);
                     if (getppid() != server_parent)
                         _exit(0);
@@ -443,9 +476,9 @@ static _Noreturn void spawned_child(const char *marker)
     unsetenv(CHILD_ENV);
     for (int i = 0; i < nfds; i++)
         jg__sys_fcntl(fds[i], F_SETFD, FD_CLOEXEC);
-    if (kind == JG__CHILD_WORKER)
+    if (kind_flags(kind) & JG__CHILD_DIE_WITH_PARENT)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-    child_run((int)kind, fds, nfds);
+    child_run(kind, fds, nfds);
 }
 
 /* ---- public -------------------------------------------------------------- */
@@ -459,9 +492,10 @@ static bool spawn_env(void)
 /*
  * Whether a start of `kind` (0: only make ready) must flush stdio first:
  * forking the server would copy our buffers (written twice, by us and by
- * a child), and a re-executed jg_process child should not print before
- * output we buffered earlier. Workers started by a pool's manager never
- * flush: that thread must not wait on the locks of the program's streams.
+ * a child), and a re-executed child of a kind that may print (flag
+ * JG__CHILD_FLUSH_ON_SPAWN: jg_process's) should not print before output
+ * we buffered earlier. Workers started by a pool's manager never flush:
+ * that thread must not wait on the locks of the program's streams.
  * Called with fs_lock held; the flush itself is made without it (a
  * stream's write may park its green thread - a fopencookie stream over
  * cooperative I/O - and another green thread of the hub would then block
@@ -470,7 +504,7 @@ static bool spawn_env(void)
 static bool flush_wanted_locked(int kind)
 {
     if (spawn_mode || spawn_env())
-        return kind == JG__CHILD_PROCESS;
+        return kind_flags(kind) & JG__CHILD_FLUSH_ON_SPAWN;
     return fs_sock < 0;
 }
 
@@ -537,8 +571,8 @@ int jg__child_start(int kind, const int *fds, int nfds, pid_t *pid,
 {
     int rc;
 
-    if ((kind != JG__CHILD_WORKER && kind != JG__CHILD_PROCESS) ||
-        nfds < 0 || nfds > JG__CHILD_MAXFD || !pid || !pidfd)
+    if (!kind_known(kind) || nfds < 0 || nfds > JG__CHILD_MAXFD || !pid ||
+        !pidfd)
         return -EINVAL;
     lock_for_start(kind);
     rc = ready_locked();

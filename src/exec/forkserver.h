@@ -14,11 +14,43 @@
 
 #include "internal.h"
 
-/* What a child runs. */
+/* What a child runs: one kind per client, whose entry it registers. */
 enum {
-    JG__CHILD_WORKER = 1,       /* a process-pool worker (pool_process.c) */
+    JG__CHILD_WORKER = 1,       /* a process-pool worker (pool_process/) */
     JG__CHILD_PROCESS = 2,      /* a jg_process child (process.c) */
+    JG__CHILD_KINDS             /* one past the last kind */
 };
+
+/* What a kind asks of the start of its children (flags, below). */
+enum {
+    /* The child dies with the program (PR_SET_PDEATHSIG, SIGKILL). */
+    JG__CHILD_DIE_WITH_PARENT = 1u << 0,
+    /* A re-executed child (JG_START_SPAWN=1) may print: flush the
+     * program's stdio before starting one. Not for kinds started from
+     * juggle's own threads, which must never wait on the streams' locks. */
+    JG__CHILD_FLUSH_ON_SPAWN = 1u << 1,
+};
+
+/* A kind's entry: runs in the child with its fds; it must not return (it
+ * ends with _exit). */
+typedef void (*jg__child_entry_fn)(const int *fds, int nfds);
+
+/*
+ * Make entry what children of kind run, with flags. Called from a
+ * constructor (JG__CHILD_KIND) before main(); aborts on a kind out of range
+ * or registered twice. The constructor belongs in the object that calls
+ * jg__child_start for that kind: a static link (libjuggle.a) keeps that
+ * object, and with it the registration, exactly when the program starts
+ * such children - and a child, the same program, has the entry too.
+ */
+JG_HIDDEN void jg__child_kind_register(int kind, jg__child_entry_fn entry,
+                                       unsigned flags);
+
+#define JG__CHILD_KIND(kind, entry, flags) \
+    __attribute__((constructor)) static void jg__child_reg_##entry(void) \
+    { \
+        jg__child_kind_register(kind, entry, flags); \
+    }
 
 /* Most fds a child is handed. */
 #define JG__CHILD_MAXFD 4
@@ -30,9 +62,10 @@ JG_HIDDEN int jg__child_ready(void);
 /*
  * Start a child that runs the entry of `kind` with copies of fds[0..nfds)
  * (in the same order; the caller keeps its own). Returns 0 with *pid and a
- * CLOEXEC pidfd in *pidfd, or -errno: -EINVAL (bad arguments, or no fork
- * server and the program already runs threads: a message on stderr says to
- * call jg_main_init), -EAGAIN, -ENOMEM, -EMFILE. Thread-safe.
+ * CLOEXEC pidfd in *pidfd, or -errno: -EINVAL (bad arguments, a kind with
+ * no registered entry, or no fork server and the program already runs
+ * threads: a message on stderr says to call jg_main_init), -EAGAIN,
+ * -ENOMEM, -EMFILE. Thread-safe.
  */
 JG_HIDDEN int jg__child_start(int kind, const int *fds, int nfds, pid_t *pid,
                               int *pidfd);
@@ -57,10 +90,6 @@ JG_HIDDEN int jg__spawn_fd_actions(posix_spawn_file_actions_t *fa,
 /* "killed by signal 9 (SIGKILL)" or "exited with status 3" after prefix. */
 JG_HIDDEN void jg__describe_exit(char *buf, size_t size, const char *prefix,
                                  const siginfo_t *si);
-
-/* The children's entries: they never return (they end with _exit). */
-JG_HIDDEN _Noreturn void jg__pool_worker_main(const int *fds, int nfds);
-JG_HIDDEN _Noreturn void jg__process_child_main(const int *fds, int nfds);
 
 /* Raw futex wait/wake on a shared (not PRIVATE) word. */
 JG_HIDDEN int jg__futex_wait_shared(_Atomic uint32_t *w, uint32_t val,

@@ -50,7 +50,7 @@ static int write_all(int fd, const void *p, size_t n)
  * The child: fds are {input memfd, output memfd}; the input starts with the
  * task name (NUL-terminated), then the payload.
  */
-void jg__process_child_main(const int *fds, int nfds)
+static _Noreturn void child_main(const int *fds, int nfds)
 {
     struct stat st;
     struct jg_task_out out;
@@ -79,6 +79,11 @@ void jg__process_child_main(const int *fds, int nfds)
     fflush(NULL);
     _exit(rc < 0 ? 1 : 0);
 }
+
+/* Here, beside jg_process_start: a static link that starts processes keeps
+ * this object, so its children have the entry. A task may print: the
+ * program's output buffered before goes first. */
+JG__CHILD_KIND(JG__CHILD_PROCESS, child_main, JG__CHILD_FLUSH_ON_SPAWN)
 
 int jg_process_start(struct jg_process **out, const char *task,
                      const void *in, size_t n)

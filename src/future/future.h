@@ -8,6 +8,7 @@
 #ifndef JG_FUTURE_INTERNAL_H
 #define JG_FUTURE_INTERNAL_H
 
+#include "cpu.h"
 #include "internal.h"
 #include "juggle/executor.h"
 
@@ -19,16 +20,6 @@ struct jg__lock {
     _Atomic uint32_t v;
 };
 #define JG__LOCK_INIT { 0 }
-
-/* A spin-wait hint to the CPU. */
-static inline void jg__cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#endif
-}
 
 JG_HIDDEN void jg__lock_slow(struct jg__lock *l);
 JG_HIDDEN void jg__unlock_slow(struct jg__lock *l);

@@ -14,6 +14,7 @@
 #include "hub.h"
 #include "iofd.h"
 #include "sys.h"
+#include "tp.h"
 #include "abi.h"
 
 /* Referenced from juggle/patch.h so that static links keep this object. */
@@ -87,7 +88,7 @@ static void attach(void)
         w = !(env && strcmp(env, "0") == 0);
     }
     rt.enabled = w;
-#if defined(__x86_64__) || defined(__aarch64__)
+#if JG_ARCH_HAS_TP
     /* Initial-exec TLS sits at one offset from the thread pointer in every
      * thread: the interposers read our hub pointer without calling us. */
     rt.tls_hub_off = (long)((char *)&jg__tls_hub -

@@ -217,7 +217,7 @@ PL_EXPORT const struct jg__patch_pl *jg__preload_attach(
 {
     if (!rt || rt->abi != JG__PATCH_ABI ||
         rt->hub_size != sizeof(struct jg_hub)
-#if defined(__x86_64__) || defined(__aarch64__)
+#if JG_ARCH_HAS_TP
         || rt->tls_hub_off == JG__PATCH_NO_TP
 #endif
         ) {

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "arch/tp.h"
 #include "hub.h"
 #include "patch/abi.h"
 
@@ -78,7 +79,7 @@ JG_HIDDEN extern long jg__pl_tls_off;
 /* The calling thread's hub (NULL if none); only once a runtime attached. */
 static inline struct jg_hub *jg__pl_hub(void)
 {
-#if defined(__x86_64__) || defined(__aarch64__)
+#if JG_ARCH_HAS_TP
     /* The runtime always gives the offset on these (attach checks). */
     return *(struct jg_hub *const *)(
         (char *)__builtin_thread_pointer() + jg__pl_tls_off);
