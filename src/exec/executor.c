@@ -102,6 +102,75 @@ struct jg_executor *jg_default_pool(void)
     return default_pool;
 }
 
+/* ---- jobs ---------------------------------------------------------------- */
+
+void jg__job_init_call(struct jg_future *f, void *(*fn)(void *), void *arg)
+{
+    struct jg__job *j = jg__job_of(f);
+
+    j->call = fn;
+    j->arg = arg;
+    j->task = NULL;
+    j->in = NULL;
+    j->in_len = 0;
+}
+
+int jg__job_init_task(struct jg_future *f, jg_task_fn task, const void *in,
+                      size_t n)
+{
+    struct jg__job *j = jg__job_of(f);
+
+    jg__job_init_call(f, NULL, NULL);
+    j->task = task;
+    if (n <= sizeof(j->inl)) {
+        j->in = j->inl;
+    } else {
+        j->in = malloc(n);
+        if (!j->in)
+            return -ENOMEM;
+    }
+    if (n)
+        memcpy(j->in, in, n);
+    j->in_len = n;
+    return 0;
+}
+
+void jg__job_fini(struct jg_future *f)
+{
+    struct jg__job *j = jg__job_of(f);
+
+    if (j->in != j->inl)
+        free(j->in);
+    j->in = NULL;
+}
+
+void jg__job_run(struct jg_future *f)
+{
+    struct jg__job *j = jg__job_of(f);
+    struct jg_task_out o;
+    int rc;
+
+    /* A job whose future was cancelled while queued never runs. */
+    if (jg_future_set_running(f) < 0) {
+        jg__job_fini(f);
+        return;
+    }
+    if (j->call) {
+        (void)jg_future_set_value(f, j->call(j->arg));
+        return;
+    }
+    jg__task_out_init(&o);
+    rc = j->task(j->in, j->in_len, &o);
+    jg__job_fini(f);
+    if (rc < 0) {
+        (void)jg_future_set_error(f, rc, o.msg);
+    } else {
+        (void)jg__future_set_owned(f, o.p, o.len);
+        o.p = NULL;
+    }
+    jg__task_out_fini(&o);
+}
+
 /* ---- map ----------------------------------------------------------------- */
 
 /* The chunk task: run the item task over each item, in order. */

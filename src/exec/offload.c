@@ -21,12 +21,12 @@
 #define OFFLOAD_MAX 64
 #define IDLE_NS JG_SEC(10)
 
-/* One process-wide pool; jobs are futures whose call/arg say what to run,
- * queued through their qnext/qprev links. */
+/* One process-wide pool; jobs are futures whose job (executor.h) says
+ * what to run, queued on `jobs` through the job's link. */
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* CLOCK_MONOTONIC */
-    struct jg_future *head, *tail;
+    struct jg__list jobs;
     size_t queued;
     int nthreads, nidle;
 } op = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -54,7 +54,7 @@ static void op_child(void)
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
     pthread_cond_init(&op.cv, &a);
     pthread_condattr_destroy(&a);
-    op.head = op.tail = NULL;
+    jg__list_init(&op.jobs);
     op.queued = 0;
     op.nthreads = op.nidle = 0;
 }
@@ -67,26 +67,25 @@ static void op_init(void)
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
     pthread_cond_init(&op.cv, &a);
     pthread_condattr_destroy(&a);
+    jg__list_init(&op.jobs);
     pthread_atfork(op_prepare, op_parent, op_child);
 }
 
-static bool linked(struct jg_future *f)
+static struct jg__list *link_of(struct jg_future *f)
 {
-    return f->qprev != NULL || op.head == f;
+    return &jg__job_of(f)->q.link;
+}
+
+static struct jg_future *job_at(struct jg__list *l)
+{
+    return (struct jg_future *)(void *)((char *)l -
+        offsetof(struct jg__job, q.link) - offsetof(struct jg_future, backend));
 }
 
 /* Unlink f from the queue (under mu). */
 static void unlink_job(struct jg_future *f)
 {
-    if (f->qprev)
-        f->qprev->qnext = f->qnext;
-    else
-        op.head = f->qnext;
-    if (f->qnext)
-        f->qnext->qprev = f->qprev;
-    else
-        op.tail = f->qprev;
-    f->qnext = f->qprev = NULL;
+    jg__list_remove(link_of(f));
     op.queued--;
 }
 
@@ -103,22 +102,21 @@ static void *op_thread(void *arg)
         until = jg_now() + IDLE_NS;
         ts.tv_sec = until / 1000000000LL;
         ts.tv_nsec = until % 1000000000LL;
-        while (!op.head) {
+        while (jg__list_empty(&op.jobs)) {
             op.nidle++;
             int rc = pthread_cond_timedwait(&op.cv, &op.mu, &ts);
             op.nidle--;
-            if (rc == ETIMEDOUT && !op.head) {
+            if (rc == ETIMEDOUT && jg__list_empty(&op.jobs)) {
                 op.nthreads--;
                 pthread_mutex_unlock(&op.mu);
                 return NULL;
             }
         }
-        f = op.head;
+        f = job_at(op.jobs.next);
         unlink_job(f);
         pthread_mutex_unlock(&op.mu);
         /* A job whose waiter gave up was cancelled: it never runs. */
-        if (jg_future_set_running(f) == 0)
-            (void)jg_future_set_value(f, f->call(f->arg));
+        jg__job_run(f);
         jg_future_unref(f);
         pthread_mutex_lock(&op.mu);
     }
@@ -135,13 +133,7 @@ static int op_submit(struct jg_future *f)
     pthread_once(&op_once, op_init);
     jg_future_ref(f);
     pthread_mutex_lock(&op.mu);
-    f->qnext = NULL;
-    f->qprev = op.tail;
-    if (op.tail)
-        op.tail->qnext = f;
-    else
-        op.head = f;
-    op.tail = f;
+    jg__list_push_back(&op.jobs, link_of(f));
     op.queued++;
     /* Grow when the queue outnumbers the idle threads: each blocking job
      * gets a thread of its own, up to the cap. */
@@ -174,7 +166,7 @@ static void op_remove(struct jg_future *f)
     bool was;
 
     pthread_mutex_lock(&op.mu);
-    was = linked(f);
+    was = jg__list_linked(link_of(f));
     if (was)
         unlink_job(f);
     pthread_mutex_unlock(&op.mu);
@@ -203,8 +195,7 @@ int jg_run_in_thread(void *(*fn)(void *), void *arg, void **result,
     f = jg__future_alloc();
     if (!f)
         return -ENOMEM;
-    f->call = fn;
-    f->arg = arg;
+    jg__job_init_call(f, fn, arg);
     if ((rc = op_submit(f)) < 0) {
         jg_future_unref(f);
         return rc;

@@ -97,7 +97,7 @@ static int enqueue(struct tpool *p, struct jg_future *f)
     /* release: publishes f's backend area to the worker's exchange. No
      * ABA: workers take the whole stack, never single nodes. */
     do {
-        f->qnext = head;
+        jg__job_of(f)->q.next = head;
     } while (!atomic_compare_exchange_weak_explicit(&p->inbox, &head, f,
                  memory_order_release, memory_order_relaxed));
     if (atomic_load(&p->sleepers) > 0)
@@ -115,8 +115,8 @@ static void refill(struct tpool *p)
     size_t k = 0;
 
     while (s) {
-        struct jg_future *next = s->qnext;
-        s->qnext = fifo;
+        struct jg_future *next = jg__job_of(s)->q.next;
+        jg__job_of(s)->q.next = fifo;
         fifo = s;
         s = next;
         k++;
@@ -124,7 +124,7 @@ static void refill(struct tpool *p)
     if (!fifo)
         return;
     if (p->tail)
-        p->tail->qnext = fifo;
+        jg__job_of(p->tail)->q.next = fifo;
     else
         p->head = fifo;
     p->tail = last;
@@ -143,7 +143,7 @@ static size_t take(struct tpool *p, struct jg_future **out, bool *more)
     want = want < 1 ? 1 : want > BATCH_MAX ? BATCH_MAX : want;
     while (n < want && p->head) {
         out[n++] = p->head;
-        p->head = p->head->qnext;
+        p->head = jg__job_of(p->head)->q.next;
     }
     if (!p->head)
         p->tail = NULL;
@@ -156,32 +156,13 @@ static size_t take(struct tpool *p, struct jg_future **out, bool *more)
 
 static void run_task(struct tpool *p, struct jg_future *f)
 {
-    struct jg_task_out o;
-    int rc;
-
     /* A task taken before shutdown(cancel_pending) has not started:
      * it ends CANCELLED like the ones still queued. */
     if (atomic_load_explicit(&p->cancel, memory_order_relaxed)) {
         (void)jg_future_cancel(f);
-        jg_future_unref(f);
-        return;
-    }
-    if (jg_future_set_running(f) < 0) {
-        jg_future_unref(f);     /* cancelled while queued */
-        return;
-    }
-    if (f->call) {
-        (void)jg_future_set_value(f, f->call(f->arg));
+        jg__job_fini(f);
     } else {
-        jg__task_out_init(&o);
-        rc = f->task(f->in, f->in_len, &o);
-        if (rc < 0) {
-            (void)jg_future_set_error(f, rc, o.msg);
-        } else {
-            (void)jg__future_set_owned(f, o.p, o.len);
-            o.p = NULL;
-        }
-        jg__task_out_fini(&o);
+        jg__job_run(f);
     }
     jg_future_unref(f);
 }
@@ -265,17 +246,17 @@ static int tp_submit(struct jg_executor *ex, const char *name,
 
     if (!fn)
         return -ENOENT;
-    f->task = fn;
-    if ((rc = jg__future_set_input(f, in, n)) < 0)
+    if ((rc = jg__job_init_task(f, fn, in, n)) < 0)
         return rc;
-    return enqueue(p, f);
+    if ((rc = enqueue(p, f)) < 0)
+        jg__job_fini(f);
+    return rc;
 }
 
 static int tp_call(struct jg_executor *ex, void *(*fn)(void *), void *arg,
                    struct jg_future *f)
 {
-    f->call = fn;
-    f->arg = arg;
+    jg__job_init_call(f, fn, arg);
     return enqueue((struct tpool *)ex, f);
 }
 
@@ -292,8 +273,9 @@ static void cancel_queued(struct tpool *p)
     p->qlen = 0;
     jg__unlock(&p->qlock);
     for (; f; f = next) {
-        next = f->qnext;
+        next = jg__job_of(f)->q.next;
         (void)jg_future_cancel(f);
+        jg__job_fini(f);
         jg_future_unref(f);
         k++;
     }

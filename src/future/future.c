@@ -92,20 +92,26 @@ static _Atomic size_t gcount;      /* under glock; read early unlocked */
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
+/* A free future's successor: the caches chain through `value`. */
+static struct jg_future *cache_next(const struct jg_future *f)
+{
+    return f->value;
+}
+
 /* Give up to n futures of the list at *head to the global list. */
 static void give_back(struct jg_future **head, int *count, int n)
 {
     jg__lock(&glock);
     while (*head && n-- > 0) {
         struct jg_future *f = *head;
-        *head = f->qnext;
+        *head = cache_next(f);
         (*count)--;
         if (atomic_load_explicit(&gcount, memory_order_relaxed)
             >= GLOBAL_MAX) {
             free(f);
             continue;
         }
-        f->qnext = gfree;
+        f->value = gfree;
         gfree = f;
         atomic_fetch_add_explicit(&gcount, 1, memory_order_relaxed);
     }
@@ -137,9 +143,9 @@ static struct jg_future *raw_alloc(void)
         jg__lock(&glock);
         for (int i = 0; i < CACHE_BATCH && gfree; i++) {
             f = gfree;
-            gfree = f->qnext;
+            gfree = cache_next(f);
             atomic_fetch_sub_explicit(&gcount, 1, memory_order_relaxed);
-            f->qnext = tcache.head;
+            f->value = tcache.head;
             tcache.head = f;
             tcache.n++;
         }
@@ -148,7 +154,7 @@ static struct jg_future *raw_alloc(void)
             return malloc(sizeof(*f));
     }
     f = tcache.head;
-    tcache.head = f->qnext;
+    tcache.head = cache_next(f);
     tcache.n--;
     return f;
 }
@@ -165,7 +171,7 @@ static void raw_free(struct jg_future *f)
         pthread_setspecific(cache_key, &tcache);
         tcache.keyed = true;
     }
-    f->qnext = tcache.head;
+    f->value = tcache.head;
     tcache.head = f;
     if (++tcache.n > CACHE_MAX)
         give_back(&tcache.head, &tcache.n, CACHE_BATCH);
@@ -196,12 +202,6 @@ struct jg_future *jg__future_alloc(void)
     f->home = NULL;
     f->cbs = NULL;
     f->cbs_tail = &f->cbs;
-    f->qnext = f->qprev = NULL;
-    f->call = NULL;
-    f->arg = NULL;
-    f->task = NULL;
-    f->in = NULL;
-    f->in_len = 0;
     return f;
 }
 
@@ -212,29 +212,12 @@ static void future_free(struct jg_future *f)
     if (f->has_bytes)
         free(f->value);
     free(f->msg);
-    if (f->in && f->in != f->inl)
-        free(f->in);
     /* Callbacks of a future that never completed never run. */
     for (c = f->cbs; c; c = next) {
         next = c->next;
         free(c);
     }
     raw_free(f);
-}
-
-int jg__future_set_input(struct jg_future *f, const void *in, size_t n)
-{
-    if (n <= sizeof(f->inl)) {
-        f->in = f->inl;
-    } else {
-        f->in = malloc(n);
-        if (!f->in)
-            return -ENOMEM;
-    }
-    if (n)
-        memcpy(f->in, in, n);
-    f->in_len = n;
-    return 0;
 }
 
 /* ---- the public basics --------------------------------------------------- */

@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * future.h - the future's layout for the executors (future.c, pool_thread.c,
- * offload.c, pool_process.c): a small futex lock, the internal completion
- * nodes every wait uses, and a backend area so that a queued task needs no
- * allocation besides its future.
+ * future.h - the future's layout for the executors (future.c and exec/):
+ * a small futex lock, the internal completion nodes every wait uses, and
+ * an opaque backend area so that a queued task needs no allocation besides
+ * its future.
  */
 #ifndef JG_FUTURE_INTERNAL_H
 #define JG_FUTURE_INTERNAL_H
 
 #include "cpu.h"
 #include "internal.h"
-#include "juggle/executor.h"
+#include "juggle/future.h"
 
 /*
  * A 4-byte mutex on a futex (0 free, 1 locked, 2 locked with waiters).
@@ -63,8 +63,8 @@ struct jg__fnode {
 
 struct jg__fcb;                 /* a user done-callback (future.c) */
 
-/* Size of the inline task-input buffer of the backend area. */
-#define JG__FUTURE_INLINE 48
+/* Size of the backend area (a queued job, exec/executor.h). */
+#define JG__FUTURE_BACKEND 104
 
 struct jg_future {
     _Atomic int state;          /* enum jg_future_state */
@@ -83,23 +83,16 @@ struct jg_future {
      * operation, so deadlock detection still sees a hub that is stuck. */
     struct jg_hub *home;
     /*
-     * The backend area: a queued task's link and what it runs. Owned by
-     * the backend that holds the future; the future never reads it.
+     * The backend area: opaque bytes that the executor holding the future
+     * lays out as it likes (a queued job: exec/executor.h, which asserts
+     * that it fits), so a queued task needs no allocation besides its
+     * future. The future never reads them.
      */
-    struct jg_future *qnext, *qprev;
-    void *(*call)(void *);      /* a plain call, or NULL */
-    void *arg;
-    jg_task_fn task;            /* a registered task, or NULL */
-    void *in;                   /* its input: inl, or malloc'd */
-    size_t in_len;
-    char inl[JG__FUTURE_INLINE];
+    _Alignas(void *) unsigned char backend[JG__FUTURE_BACKEND];
 };
 
 /* A fresh PENDING future with one reference, from a per-thread cache. */
 JG_HIDDEN struct jg_future *jg__future_alloc(void);
-/* Copy in[0..n) into f's backend area (inline when small): 0 or -ENOMEM. */
-JG_HIDDEN int jg__future_set_input(struct jg_future *f, const void *in,
-                                   size_t n);
 /* DONE with bytes the future takes over (malloc'd; p may be NULL if n 0). */
 JG_HIDDEN int jg__future_set_owned(struct jg_future *f, void *p, size_t n);
 /* CANCELLED from PENDING or RUNNING (a green thread that was killed). */
