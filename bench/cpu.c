@@ -55,8 +55,8 @@ static double on_pool(struct jg_executor *ex, const char *what)
     int64_t t0 = bench_now();
 
     for (int k = 0; k < INPUTS; k++) {
-        int rc = jg_executor_submit(ex, "bench.sumsq", &inputs[k], 8,
-                                    &fs[k]);
+        int rc = jg_executor_submit(ex, &fs[k], "bench.sumsq", &inputs[k],
+                                    8);
         if (rc < 0)
             bench_die(what, rc);
     }

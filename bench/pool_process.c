@@ -44,8 +44,8 @@ static double submit_once(void *arg)
 
     for (long i = 0; i < c->tasks; i++) {
         uint64_t x = (uint64_t)i;
-        int rc = jg_executor_submit(c->ex, "bench.sq", &x, sizeof(x),
-                                    &c->fs[i]);
+        int rc = jg_executor_submit(c->ex, &c->fs[i], "bench.sq", &x,
+                                    sizeof(x));
         if (rc < 0)
             bench_die("jg_executor_submit", rc);
     }

@@ -42,7 +42,7 @@ static double run_calls(void *arg)
 
     (void)arg;
     for (long i = 0; i < n_tasks; i++) {
-        int rc = jg_executor_call(ex, trivial, (void *)(intptr_t)i, &fs[i]);
+        int rc = jg_executor_call(ex, &fs[i], trivial, (void *)(intptr_t)i);
         if (rc < 0)
             bench_die("jg_executor_call", rc);
     }
@@ -57,7 +57,7 @@ static double run_tasks(void *arg)
     (void)arg;
     for (long i = 0; i < n_tasks; i++) {
         uint64_t x = (uint64_t)i;
-        int rc = jg_executor_submit(ex, "bench.echo8", &x, sizeof(x), &fs[i]);
+        int rc = jg_executor_submit(ex, &fs[i], "bench.echo8", &x, sizeof(x));
         if (rc < 0)
             bench_die("jg_executor_submit", rc);
     }

@@ -63,7 +63,7 @@ static void *offload_green(void *arg)
     (void)arg;
     int64_t t0 = bench_now();
     for (int i = 0; i < FILE_OPS / 10; i++) {
-        int rc = jg_run_in_thread(do_pread, NULL, &res, JG_FOREVER);
+        int rc = jg_run_in_thread(&res, do_pread, NULL, JG_FOREVER);
         if (rc < 0 || res != (void *)(intptr_t)sizeof page)
             bench_die("jg_run_in_thread", rc);
     }

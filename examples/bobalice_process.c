@@ -91,6 +91,6 @@ int main(int argc, char **argv)
     printf("elapsed %.3f s\n", (double)(jg_now() - t0) / 1e9);
     jg_process_destroy(pb);
     jg_process_destroy(pa);
-    jg_shmq_close(results);
+    jg_shmq_destroy(results);
     return 0;
 }

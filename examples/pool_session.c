@@ -77,8 +77,8 @@ int main(int argc, char **argv)
         return 1;
     }
     for (int i = 0; i < TASKS; i++)
-        if ((rc = jg_executor_submit(pool, "download", &i, sizeof(i),
-                                     &f[i])) < 0) {
+        if ((rc = jg_executor_submit(pool, &f[i], "download", &i,
+                                     sizeof(i))) < 0) {
             fprintf(stderr, "submit: %s\n", jg_strerror(rc));
             return 1;
         }

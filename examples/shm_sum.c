@@ -79,6 +79,6 @@ int main(int argc, char **argv)
     }
     printf("total %llu, expected %llu: %s\n", (unsigned long long)total,
            (unsigned long long)expect, total == expect ? "ok" : "WRONG");
-    jg_shm_close(region);
+    jg_shm_destroy(region);
     return total != expect;
 }

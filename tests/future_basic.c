@@ -188,7 +188,7 @@ static void test_timeout_os_thread(void)
 static int cb_order[8], cb_n;
 static pthread_t cb_thread[8];
 
-static void record_cb(struct jg_future *f, void *arg)
+static void record_cb(void *arg, struct jg_future *f)
 {
     T_ASSERT(jg_future_state(f) >= JG_FUTURE_DONE);
     cb_thread[cb_n] = pthread_self();
@@ -418,8 +418,8 @@ static void test_wait_mix_green(void)
     T_OK(jg_green_future(g, &fs[1]));
     T_EQ(jg_future_state(fs[1]), JG_FUTURE_RUNNING);
     T_ERR(jg_future_cancel(fs[1]), -EBUSY);
-    T_OK(jg_executor_call(jg_default_pool(), sleeper_ret, (void *)6,
-                          &fs[2]));
+    T_OK(jg_executor_call(jg_executor_default(), &fs[2], sleeper_ret,
+                          (void *)6));
     later_start(&l, fs[0], JG_MS(20), 0, (void *)4);
     T_OK(jg_spawn(&w, wait_mix, fs, NULL));
     T_OK(jg_join(w, &v, JG_FOREVER));

@@ -82,7 +82,7 @@ static void test_cancel_vs_start(void)
 
 static atomic_int *cb_count;
 
-static void count_cb(struct jg_future *f, void *arg)
+static void count_cb(void *arg, struct jg_future *f)
 {
     T_ASSERT(jg_future_state(f) == JG_FUTURE_DONE);
     atomic_fetch_add(&cb_count[(intptr_t)arg], 1);

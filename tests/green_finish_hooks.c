@@ -31,7 +31,7 @@ static void *work(void *arg)
     return arg;
 }
 
-static void done_cb(struct jg_future *f, void *arg)
+static void done_cb(void *arg, struct jg_future *f)
 {
     (void)f;
     (void)arg;
@@ -129,7 +129,7 @@ static void test_local_destructor_cannot_park(void)
 static int yield_rc;
 static void *switch_val;
 
-static void yield_cb(struct jg_future *f, void *arg)
+static void yield_cb(void *arg, struct jg_future *f)
 {
     (void)f;
     yield_rc = jg_yield();

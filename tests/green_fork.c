@@ -360,7 +360,7 @@ static void test_forked_child_wakes_old_mains_wait(void)
  * on with main. Before: it panicked, "main (state 5) cannot be woken". */
 static pid_t done_pid = -1;
 
-static void fork_in_callback(struct jg_future *f, void *arg)
+static void fork_in_callback(void *arg, struct jg_future *f)
 {
     (void)f;
     (void)arg;

@@ -386,7 +386,7 @@ static void test_create_args(void)
     T_ERR(jg_create(&g, ret_arg, NULL, &bad), -EINVAL);
     bad.stack_model = -1;
     T_ERR(jg_create(&g, ret_arg, NULL, &bad), -EINVAL);
-    T_ASSERT(jg_default_stack_size() >= 64 * 1024);
+    T_ASSERT(jg_stack_size_default() >= 64 * 1024);
 }
 
 static void test_names(void)

@@ -79,7 +79,7 @@ static void *writer(void *arg)
         char m[8];
         memcpy(m, &i, sizeof(i));
         memcpy(m + 4, "msg", 4);
-        T_OK(jg_write(p->wfd, m, sizeof(m), NULL, JG_SEC(5)));
+        T_EQ(jg_write(p->wfd, m, sizeof(m), NULL, JG_SEC(5)), sizeof(m));
         if (i % 7 == 0)
             T_OK(jg_sleep(JG_MS(1)));
         else
@@ -155,7 +155,7 @@ static void *efd_writer(void *arg)
     uint64_t v = 42;
 
     T_OK(jg_sleep(JG_MS(20)));
-    T_OK(jg_write(fd, &v, sizeof(v), NULL, JG_SEC(1)));
+    T_EQ(jg_write(fd, &v, sizeof(v), NULL, JG_SEC(1)), sizeof(v));
     return NULL;
 }
 
@@ -181,7 +181,7 @@ static void test_regular_file(void)
 
     T_OK(fd);
     unlink(path);
-    T_OK(jg_write(fd, "file data", 9, NULL, 0));
+    T_EQ(jg_write(fd, "file data", 9, NULL, 0), 9);
     T_OK(lseek(fd, 0, SEEK_SET));
     T_EQ(jg_read(fd, buf, sizeof(buf), JG_FOREVER), 9);
     T_STREQ(buf, "file data");
@@ -207,7 +207,7 @@ static void test_read_timeout(void)
     T_ERR(jg_recv(sv[0], &c, 1, 0, 0), -EAGAIN);
     T_ERR(jg_wait_fd(sv[0], JG_READ, 0), -EAGAIN);
     T_EQ(jg_wait_fd(sv[0], JG_WRITE, 0), JG_WRITE);
-    T_OK(jg_write(sv[1], "x", 1, NULL, 0));
+    T_EQ(jg_write(sv[1], "x", 1, NULL, 0), 1);
     T_EQ(jg_wait_fd(sv[0], JG_READ, 0), JG_READ);
     T_EQ(jg_read(sv[0], &c, 1, 0), 1);
     T_EQ(c, 'x');
@@ -290,7 +290,7 @@ static void test_kill_in_read(void)
     T_OK(jg_spawn(&g, blocked_reader, &b, NULL));
     T_OK(jg_sleep(JG_MS(20)));
     T_EQ(jg_state(g), JG_GREEN_PARKED);
-    T_OK(jg_write(sv[1], "y", 1, NULL, 0));
+    T_EQ(jg_write(sv[1], "y", 1, NULL, 0), 1);
     T_OK(jg_kill(g));
     T_ERR(jg_join(g, NULL, JG_SEC(5)), -ECANCELED);
     T_ERR(b.rc, -ECANCELED);
@@ -358,7 +358,7 @@ static void test_two_waiters(void)
     T_OK(jg_sleep(JG_MS(10)));
     T_EQ(jg_state(g0), JG_GREEN_PARKED);
     T_EQ(jg_state(g1), JG_GREEN_PARKED);
-    T_OK(jg_write(sv[1], "a", 1, NULL, 0));
+    T_EQ(jg_write(sv[1], "a", 1, NULL, 0), 1);
     join(g0);
     join(g1);
     T_ASSERT(b[0].rc > 0 && (b[0].rc & JG_READ));
@@ -372,7 +372,7 @@ static void test_two_waiters(void)
     g0 = go(fd_waiter, &b[2]);
     T_OK(jg_sleep(JG_MS(10)));
     T_EQ(jg_state(g0), JG_GREEN_PARKED);
-    T_OK(jg_write(sv[1], "b", 1, NULL, 0));
+    T_EQ(jg_write(sv[1], "b", 1, NULL, 0), 1);
     join(g0);
     T_ASSERT(b[2].rc > 0 && (b[2].rc & JG_READ));
     T_OK(jg_close(sv[0]));
@@ -409,10 +409,10 @@ static void test_two_readers_one_byte(void)
     racers_done = 0;
     struct jg_green *g0 = go(racer, &r[0]), *g1 = go(racer, &r[1]);
     T_OK(jg_sleep(JG_MS(10)));
-    T_OK(jg_write(pf[1], "1", 1, NULL, 0));
+    T_EQ(jg_write(pf[1], "1", 1, NULL, 0), 1);
     T_OK(jg_sleep(JG_MS(20)));
     T_EQ(racers_done, 1);
-    T_OK(jg_write(pf[1], "2", 1, NULL, 0));
+    T_EQ(jg_write(pf[1], "2", 1, NULL, 0), 1);
     join(g0);
     join(g1);
     T_EQ(racers_done, 2);
@@ -539,7 +539,7 @@ static void bulk_through(int rfd, int wfd, size_t size)
         sum += data[i];
     }
     struct jg_green *g = go(slow_reader, &b);
-    T_OK(jg_write(wfd, data, size, &done, JG_SEC(30)));
+    T_EQ(jg_write(wfd, data, size, &done, JG_SEC(30)), size);
     T_EQ(done, size);
     T_OK(jg_close(wfd));
     join(g);
@@ -574,7 +574,7 @@ static void test_readv_writev(void)
             { (void *)"gh", 2 },
         };
         size_t done = 0;
-        T_OK(jg_writev(wfd, out, 4, &done, JG_SEC(1)));
+        T_EQ(jg_writev(wfd, out, 4, &done, JG_SEC(1)), 8);
         T_EQ(done, 8);
         struct iovec in[2] = { { a, sizeof(a) }, { b, sizeof(b) } };
         memset(b, 0, sizeof(b));
@@ -602,7 +602,7 @@ static void test_stale_kind(void)
     close(sv[1]);
     T_OK(pipe2(pf, O_NONBLOCK));
     T_ASSERT(pf[0] == sv[0] || pf[0] == sv[1]);
-    T_OK(jg_write(pf[1], "s", 1, NULL, JG_SEC(1)));
+    T_EQ(jg_write(pf[1], "s", 1, NULL, JG_SEC(1)), 1);
     T_EQ(jg_read(pf[0], &c, 1, JG_SEC(1)), 1);
     T_EQ(c, 's');
     T_OK(jg_close(pf[0]));
@@ -670,7 +670,7 @@ static void *unix_server(void *arg)
     T_OK(c);
     ssize_t n = jg_read(c, buf, sizeof(buf), JG_SEC(5));
     T_ASSERT(n > 0);
-    T_OK(jg_write(c, buf, (size_t)n, NULL, JG_SEC(5)));
+    T_EQ(jg_write(c, buf, (size_t)n, NULL, JG_SEC(5)), (size_t)n);
     T_OK(jg_close(c));
     return NULL;
 }
@@ -689,7 +689,7 @@ static void test_unix_roundtrip(void)
     struct jg_green *g = go(unix_server, &l);
     int c = jg_unix_dial(path, JG_SEC(5));
     T_OK(c);
-    T_OK(jg_write(c, "unix!", 5, NULL, JG_SEC(5)));
+    T_EQ(jg_write(c, "unix!", 5, NULL, JG_SEC(5)), 5);
     T_EQ(jg_recv(c, buf, 5, MSG_WAITALL, JG_SEC(5)), 5);
     T_STREQ(buf, "unix!");
     T_EQ(jg_read(c, buf, sizeof(buf), JG_SEC(5)), 0);    /* server closed */

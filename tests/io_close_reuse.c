@@ -59,7 +59,7 @@ static void *writer(void *arg)
     struct reuse *r = arg;
     size_t done;
 
-    T_OK(jg_write(r->sv[1], "OLD", 3, &done, JG_SEC(1)));
+    T_EQ(jg_write(r->sv[1], "OLD", 3, &done, JG_SEC(1)), 3);
     return NULL;
 }
 

@@ -29,7 +29,7 @@ static void *handler(void *arg)
             T_EQ(n, 0);         /* the client closed, nothing else */
             break;
         }
-        T_OK(jg_write(c, buf, (size_t)n, NULL, JG_SEC(30)));
+        T_EQ(jg_write(c, buf, (size_t)n, NULL, JG_SEC(30)), (size_t)n);
         echoed_bytes += n;
     }
     T_OK(jg_close(c));
@@ -63,7 +63,7 @@ static void *client(void *arg)
         int len = snprintf(out, sizeof(out), "client %ld message %d %.*s",
                            id, m, (int)(id % 60), "................"
                            "............................................");
-        T_OK(jg_write(c, out, (size_t)len, NULL, JG_SEC(30)));
+        T_EQ(jg_write(c, out, (size_t)len, NULL, JG_SEC(30)), (size_t)len);
         sent_bytes += len;
         int have = 0;
         while (have < len) {

@@ -28,8 +28,8 @@ static int stop_rc = 1;         /* jg_monitor_stop from the callback */
 
 static void spin_for(int64_t ns);
 
-static void on_report(const char *name, int64_t elapsed_ns,
-                      void *const *frames, int nframes, void *arg)
+static void on_report(void *arg, const char *name, int64_t elapsed_ns,
+                      void *const *frames, int nframes)
 {
     uintptr_t lo = (uintptr_t)spin_for, hi = lo + 4096;
     int in = 0;
@@ -313,7 +313,7 @@ static void *echo_conn(void *arg)
             T_EQ(n, 0);
             break;
         }
-        T_OK(jg_write(c, buf, (size_t)n, NULL, JG_SEC(30)));
+        T_EQ(jg_write(c, buf, (size_t)n, NULL, JG_SEC(30)), (size_t)n);
     }
     T_OK(jg_close(c));
     return NULL;
@@ -343,7 +343,7 @@ static void *echo_client(void *arg)
         int len = snprintf(out, sizeof out, "trip %ld", i);
         int have = 0;
 
-        T_OK(jg_write(c, out, (size_t)len, NULL, JG_SEC(30)));
+        T_EQ(jg_write(c, out, (size_t)len, NULL, JG_SEC(30)), (size_t)len);
         while (have < len) {
             ssize_t n = jg_read(c, in + have, sizeof in - (size_t)have,
                                 JG_SEC(30));
@@ -410,8 +410,8 @@ static struct hold_rep {
 } holds[MAX_HOLDS];
 static int nholds;
 
-static void on_hold(const char *name, int64_t elapsed_ns,
-                    void *const *frames, int nframes, void *arg)
+static void on_hold(void *arg, const char *name, int64_t elapsed_ns,
+                    void *const *frames, int nframes)
 {
     (void)frames, (void)nframes, (void)arg;
     pthread_mutex_lock(&mu);

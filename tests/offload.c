@@ -55,7 +55,7 @@ static void *record_thread(void *arg)
 static void *offload_green(void *arg)
 {
     void *v = NULL;
-    int rc = jg_run_in_thread(slow_double, arg, &v, JG_FOREVER);
+    int rc = jg_run_in_thread(&v, slow_double, arg, JG_FOREVER);
 
     return rc < 0 ? JG_ERR(rc) : v;
 }
@@ -67,11 +67,11 @@ static void test_run_in_thread(void)
     void *v;
 
     /* A plain OS thread (no hub yet) runs fn itself. */
-    T_OK(jg_run_in_thread(record_thread, (void *)3, &v, JG_FOREVER));
+    T_OK(jg_run_in_thread(&v, record_thread, (void *)3, JG_FOREVER));
     T_EQ((intptr_t)v, 3);
     T_ASSERT(pthread_equal(ran_on, pthread_self()));
-    T_ERR(jg_run_in_thread(NULL, NULL, &v, 0), -EINVAL);
-    T_ERR(jg_run_in_thread(slow_double, NULL, &v, -7), -EINVAL);
+    T_ERR(jg_run_in_thread(&v, NULL, NULL, 0), -EINVAL);
+    T_ERR(jg_run_in_thread(&v, slow_double, NULL, -7), -EINVAL);
 
     atomic_store(&ticks, 0);
     atomic_store(&stop_ticking, 0);
@@ -88,7 +88,7 @@ static void test_run_in_thread(void)
     atomic_store(&stop_ticking, 1);
     T_OK(jg_join(tk, NULL, JG_FOREVER));
     /* From the main context with a hub: it goes to the pool too. */
-    T_OK(jg_run_in_thread(record_thread, NULL, NULL, JG_FOREVER));
+    T_OK(jg_run_in_thread(NULL, record_thread, NULL, JG_FOREVER));
     T_ASSERT(!pthread_equal(ran_on, pthread_self()));
 }
 
@@ -115,7 +115,7 @@ static void *tracked_waiter(void *arg)
     struct call_report *r = arg;
     int64_t t0 = jg_now();
 
-    r->rc = jg_run_in_thread(tracked, (void *)(intptr_t)60000, NULL,
+    r->rc = jg_run_in_thread(NULL, tracked, (void *)(intptr_t)60000,
                              JG_FOREVER);
     r->ended_at_return = atomic_load(&run_ended);
     r->took = jg_now() - t0;
@@ -147,7 +147,7 @@ static void *timeout_waiter(void *arg)
     struct call_report *r = arg;
     int64_t t0 = jg_now();
 
-    r->rc = jg_run_in_thread(tracked, (void *)(intptr_t)60000, NULL,
+    r->rc = jg_run_in_thread(NULL, tracked, (void *)(intptr_t)60000,
                              JG_MS(10));
     r->ended_at_return = atomic_load(&run_ended);
     r->took = jg_now() - t0;
@@ -190,12 +190,12 @@ static void *never(void *arg)
 
 static void *offload_gated(void *arg)
 {
-    return JG_ERR(jg_run_in_thread(gated, arg, NULL, JG_FOREVER));
+    return JG_ERR(jg_run_in_thread(NULL, gated, arg, JG_FOREVER));
 }
 
 static void *offload_never(void *arg)
 {
-    return JG_ERR(jg_run_in_thread(never, NULL, NULL,
+    return JG_ERR(jg_run_in_thread(NULL, never, NULL,
                                    (int64_t)(intptr_t)arg));
 }
 
@@ -322,7 +322,7 @@ static int cb_rc;
 static void timer_cb(struct jg_timer *t)
 {
     (void)t;
-    cb_rc = jg_run_in_thread(never, NULL, NULL, JG_FOREVER);
+    cb_rc = jg_run_in_thread(NULL, never, NULL, JG_FOREVER);
 }
 
 static void test_callback_eperm(void)

@@ -169,7 +169,7 @@ static struct jg_future *submit_u64(struct jg_executor *ex, const char *name,
                                     uint64_t x)
 {
     struct jg_future *f;
-    T_OK(jg_executor_submit(ex, name, &x, sizeof(x), &f));
+    T_OK(jg_executor_submit(ex, &f, name, &x, sizeof(x)));
     return f;
 }
 
@@ -177,7 +177,7 @@ static struct jg_future *submit_int(struct jg_executor *ex, const char *name,
                                     int x)
 {
     struct jg_future *f;
-    T_OK(jg_executor_submit(ex, name, &x, sizeof(x), &f));
+    T_OK(jg_executor_submit(ex, &f, name, &x, sizeof(x)));
     return f;
 }
 
@@ -250,12 +250,12 @@ static void test_map_order(void)
     }
     /* A task's own error and message come back; unknown tasks fail. */
     struct jg_future *f;
-    T_OK(jg_executor_submit(ex, "fail", "abc", 3, &f));
+    T_OK(jg_executor_submit(ex, &f, "fail", "abc", 3));
     T_ERR(jg_future_result(f, NULL, JG_SEC(30)), -EDOM);
     T_STREQ(jg_future_error_message(f), "bad input of 3 bytes");
     jg_future_unref(f);
-    T_ERR(jg_executor_submit(ex, "no-such-task", NULL, 0, &f), -ENOENT);
-    T_ERR(jg_executor_call(ex, plain_call, NULL, &f), -ENOTSUP);
+    T_ERR(jg_executor_submit(ex, &f, "no-such-task", NULL, 0), -ENOENT);
+    T_ERR(jg_executor_call(ex, &f, plain_call, NULL), -ENOTSUP);
     jg_executor_destroy(ex);
     free(fs);
     free(in);
@@ -271,7 +271,7 @@ static void test_kill9_fails_only_its_task(void)
 
     atomic_store(&S->hang_pid, 0);
     struct jg_future *hang;
-    T_OK(jg_executor_submit(ex, "mark_hang", NULL, 0, &hang));
+    T_OK(jg_executor_submit(ex, &hang, "mark_hang", NULL, 0));
     for (long i = 0; i < before; i++)
         fs[i] = submit_u64(ex, "square", (uint64_t)i);
     /* Wait until the task marked itself started, then kill its worker. */
@@ -376,7 +376,7 @@ static void test_initializer_once_per_worker(void)
     int32_t seen[2] = { 0, 0 };
 
     for (long i = 0; i < n; i++)
-        T_OK(jg_executor_submit(ex, "session", NULL, 0, &fs[i]));
+        T_OK(jg_executor_submit(ex, &fs[i], "session", NULL, 0));
     for (long i = 0; i < n; i++) {
         const void *p;
         size_t len;
@@ -423,9 +423,10 @@ static void test_shutdown_pending(void)
         while (jg_future_state(fs[0]) != JG_FUTURE_RUNNING &&
                t_now_ns() < end)
             usleep(1000);
-        T_OK(jg_executor_shutdown(ex, true, cancel));
+        T_OK(jg_executor_shutdown(ex, JG_SHUTDOWN_WAIT |
+                                  (cancel ? JG_SHUTDOWN_CANCEL_PENDING : 0)));
         struct jg_future *late;
-        T_ERR(jg_executor_submit(ex, "square", "12345678", 8, &late),
+        T_ERR(jg_executor_submit(ex, &late, "square", "12345678", 8),
               -ESHUTDOWN);
         int done = 0, cancelled = 0;
         for (int i = 0; i < N; i++) {
@@ -466,7 +467,7 @@ static void test_large_payload(void)
     for (size_t i = 0; i < n; i++)
         in[i] = (unsigned char)(i * 131 + (i >> 12));
     for (int round = 0; round < 3; round++) {
-        T_OK(jg_executor_submit(ex, "flip", in, n, &f));
+        T_OK(jg_executor_submit(ex, &f, "flip", in, n));
         T_OK(jg_future_bytes(f, &p, &len, JG_SEC(60)));
         T_EQ(len, n);
         const unsigned char *o = p;
@@ -478,7 +479,7 @@ static void test_large_payload(void)
     /* Sizes around the inline limit too. */
     size_t sizes[] = { 0, 1, 32767, 32768, 32769, 100000 };
     for (size_t k = 0; k < JG_ARRAY_SIZE_(sizes); k++) {
-        T_OK(jg_executor_submit(ex, "flip", in, sizes[k], &f));
+        T_OK(jg_executor_submit(ex, &f, "flip", in, sizes[k]));
         T_OK(jg_future_bytes(f, &p, &len, JG_SEC(60)));
         T_EQ(len, sizes[k]);
         if (len)
@@ -553,7 +554,7 @@ static int sub_spawn_works(void)
     for (size_t i = 0; i < n; i++)
         T_EQ(out[i], (uint64_t)i * i);
     struct jg_future *f;
-    T_OK(jg_executor_submit(ex, "session", NULL, 0, &f));
+    T_OK(jg_executor_submit(ex, &f, "session", NULL, 0));
     const void *p;
     size_t len;
     struct session_rep r;

@@ -140,7 +140,7 @@ static void *cruncher(void *arg)
         const void *p;
         size_t n;
 
-        T_OK(jg_executor_submit(ex, "crunch", &k, sizeof(k), &f));
+        T_OK(jg_executor_submit(ex, &f, "crunch", &k, sizeof(k)));
         T_OK(jg_future_bytes(f, &p, &n, JG_SEC(30)));  /* parks only us */
         T_EQ(n, sizeof(uint64_t));
         T_ASSERT(memcmp(p, &want, sizeof(want)) == 0);

@@ -65,7 +65,7 @@ static void test_submit_and_call(void)
     void *v;
 
     T_OK(jg_thread_pool_create(&ex, &o));
-    T_OK(jg_executor_submit(ex, "test.square", &x, sizeof(x), &f));
+    T_OK(jg_executor_submit(ex, &f, "test.square", &x, sizeof(x)));
     T_OK(jg_future_bytes(f, &p, &n, JG_FOREVER));
     T_EQ(n, sizeof(y));
     memcpy(&y, p, sizeof(y));
@@ -74,7 +74,7 @@ static void test_submit_and_call(void)
 
     /* A task's error and its message. */
     x = 13;
-    T_OK(jg_executor_submit(ex, "test.square", &x, sizeof(x), &f));
+    T_OK(jg_executor_submit(ex, &f, "test.square", &x, sizeof(x)));
     T_ERR(jg_future_result(f, NULL, JG_FOREVER), -EDOM);
     T_STREQ(jg_future_error_message(f), "unlucky 13");
     jg_future_unref(f);
@@ -82,21 +82,21 @@ static void test_submit_and_call(void)
     /* A large input is copied whole. */
     {
         char big[200] = { 0 };
-        T_OK(jg_executor_submit(ex, "test.square", big, sizeof(big), &f));
+        T_OK(jg_executor_submit(ex, &f, "test.square", big, sizeof(big)));
         T_ERR(jg_future_result(f, NULL, JG_FOREVER), -EINVAL);
         T_STREQ(jg_future_error_message(f), "want 8 bytes, got 200");
         jg_future_unref(f);
     }
 
-    T_ERR(jg_executor_submit(ex, "no.such.task", &x, sizeof(x), &f),
+    T_ERR(jg_executor_submit(ex, &f, "no.such.task", &x, sizeof(x)),
           -ENOENT);
-    T_ERR(jg_executor_submit(ex, "", &x, sizeof(x), &f), -EINVAL);
-    T_ERR(jg_executor_submit(ex, "test.square", NULL, 8, &f), -EINVAL);
-    T_ERR(jg_executor_submit(NULL, "test.square", &x, 8, &f), -EINVAL);
-    T_ERR(jg_executor_call(ex, NULL, NULL, &f), -EINVAL);
-    T_ERR(jg_executor_call(ex, ret_arg, NULL, NULL), -EINVAL);
+    T_ERR(jg_executor_submit(ex, &f, "", &x, sizeof(x)), -EINVAL);
+    T_ERR(jg_executor_submit(ex, &f, "test.square", NULL, 8), -EINVAL);
+    T_ERR(jg_executor_submit(NULL, &f, "test.square", &x, 8), -EINVAL);
+    T_ERR(jg_executor_call(ex, &f, NULL, NULL), -EINVAL);
+    T_ERR(jg_executor_call(ex, NULL, ret_arg, NULL), -EINVAL);
 
-    T_OK(jg_executor_call(ex, ret_arg, &x, &f));
+    T_OK(jg_executor_call(ex, &f, ret_arg, &x));
     T_OK(jg_future_result(f, &v, JG_FOREVER));
     T_PEQ(v, &x);
     jg_future_unref(f);
@@ -105,8 +105,12 @@ static void test_submit_and_call(void)
     T_ERR(jg_thread_pool_create(NULL, NULL), -EINVAL);
     o.workers = -1;
     T_ERR(jg_thread_pool_create(&ex, &o), -EINVAL);
-    T_ERR(jg_executor_shutdown(NULL, true, false), -EINVAL);
-    jg_executor_destroy(NULL);
+    T_ERR(jg_executor_shutdown(NULL, JG_SHUTDOWN_WAIT), -EINVAL);
+    T_OK(jg_thread_pool_create(&ex, NULL));
+    T_ERR(jg_executor_shutdown(ex, 1u << 7), -EINVAL);
+    T_OK(jg_executor_destroy(ex));
+    T_ERR(jg_executor_destroy(NULL), -EINVAL);
+    T_ERR(jg_executor_destroy(jg_executor_default()), -EINVAL);
 }
 
 /* A backend without plain calls gives -ENOTSUP through the generic layer. */
@@ -124,8 +128,8 @@ static void test_call_notsup(void)
     struct jg_executor ex = { &ops };
     struct jg_future *f = NULL;
 
-    T_ERR(jg_executor_call(&ex, ret_arg, NULL, &f), -ENOTSUP);
-    T_ERR(jg_executor_submit(&ex, "x", NULL, 0, &f), -ENOSYS);
+    T_ERR(jg_executor_call(&ex, &f, ret_arg, NULL), -ENOTSUP);
+    T_ERR(jg_executor_submit(&ex, &f, "x", NULL, 0), -ENOSYS);
     T_PEQ(f, NULL);
 }
 
@@ -168,7 +172,7 @@ static void test_map_order(void)
                           sizeof(*out), 1, JG_FOREVER), -EINVAL);
     T_ERR(jg_executor_map(ex, "test.square", in, sizeof(*in), 4, out,
                           sizeof(*out), 1, -3), -EINVAL);
-    T_OK(jg_executor_shutdown(ex, true, false));
+    T_OK(jg_executor_shutdown(ex, JG_SHUTDOWN_WAIT));
     T_ERR(jg_executor_map(ex, "test.square", in, sizeof(*in), 4, out,
                           sizeof(*out), 1, JG_FOREVER), -ESHUTDOWN);
     jg_executor_destroy(ex);
@@ -206,14 +210,16 @@ static void test_shutdown_cancel_pending(void)
     atomic_store(&started, 0);
     T_OK(jg_thread_pool_create(&ex, &o));
     for (int i = 0; i < N; i++)
-        T_OK(jg_executor_call(ex, gated, (void *)(intptr_t)i, &f[i]));
+        T_OK(jg_executor_call(ex, &f[i], gated, (void *)(intptr_t)i));
     wait_started(1);
-    T_OK(jg_executor_shutdown(ex, false, true));
-    T_ERR(jg_executor_call(ex, gated, NULL, &late), -ESHUTDOWN);
-    T_ERR(jg_executor_submit(ex, "test.square", "12345678", 8, &late),
+    T_OK(jg_executor_shutdown(ex, JG_SHUTDOWN_CANCEL_PENDING));
+    T_ERR(jg_executor_call(ex, &late, gated, NULL), -ESHUTDOWN);
+    T_ERR(jg_executor_submit(ex, &late, "test.square", "12345678", 8),
           -ESHUTDOWN);
     T_OK(jg_future_set_value(gate, NULL));
-    T_OK(jg_executor_shutdown(ex, true, true));     /* idempotent */
+    /* Idempotent. */
+    T_OK(jg_executor_shutdown(ex, JG_SHUTDOWN_WAIT |
+                                  JG_SHUTDOWN_CANCEL_PENDING));
     for (int i = 0; i < N; i++) {
         int s = jg_future_state(f[i]);
         void *v;
@@ -248,8 +254,8 @@ static void test_shutdown_runs_pending(void)
     atomic_store(&started, 0);
     T_OK(jg_thread_pool_create(&ex, &o));
     for (long i = 0; i < n; i++)
-        T_OK(jg_executor_call(ex, gated, (void *)(intptr_t)i, &f[i]));
-    T_OK(jg_executor_shutdown(ex, false, false));
+        T_OK(jg_executor_call(ex, &f[i], gated, (void *)(intptr_t)i));
+    T_OK(jg_executor_shutdown(ex, 0));
     T_OK(jg_future_set_value(gate, NULL));
     /* destroy = shutdown(wait, run pending): every one ran. */
     jg_executor_destroy(ex);
@@ -274,9 +280,9 @@ static void test_cancel_queued(void)
     T_OK(jg_future_create(&gate));
     atomic_store(&started, 0);
     T_OK(jg_thread_pool_create(&ex, &o));
-    T_OK(jg_executor_call(ex, gated, NULL, &a));
-    T_OK(jg_executor_call(ex, gated, NULL, &b));
-    T_OK(jg_executor_call(ex, gated, NULL, &c));
+    T_OK(jg_executor_call(ex, &a, gated, NULL));
+    T_OK(jg_executor_call(ex, &b, gated, NULL));
+    T_OK(jg_executor_call(ex, &c, gated, NULL));
     wait_started(1);
     T_ERR(jg_future_cancel(a), -EBUSY);
     T_OK(jg_future_cancel(b));
@@ -301,18 +307,18 @@ static void test_bounded_queue(void)
     T_OK(jg_future_create(&gate));
     atomic_store(&started, 0);
     T_OK(jg_thread_pool_create(&ex, &o));
-    T_OK(jg_executor_call(ex, gated, NULL, &f[0]));
+    T_OK(jg_executor_call(ex, &f[0], gated, NULL));
     wait_started(1);            /* taken: no longer queued */
     for (int i = 1; i <= 4; i++)
-        T_OK(jg_executor_call(ex, gated, NULL, &f[i]));
-    T_ERR(jg_executor_call(ex, gated, NULL, &f[5]), -EAGAIN);
+        T_OK(jg_executor_call(ex, &f[i], gated, NULL));
+    T_ERR(jg_executor_call(ex, &f[5], gated, NULL), -EAGAIN);
     T_OK(jg_future_set_value(gate, NULL));
     for (int i = 0; i <= 4; i++) {
         T_OK(jg_future_result(f[i], NULL, JG_FOREVER));
         jg_future_unref(f[i]);
     }
     /* Room again. */
-    T_OK(jg_executor_call(ex, gated, NULL, &f[5]));
+    T_OK(jg_executor_call(ex, &f[5], gated, NULL));
     T_OK(jg_future_result(f[5], NULL, JG_FOREVER));
     jg_future_unref(f[5]);
     jg_executor_destroy(ex);
@@ -360,7 +366,7 @@ static void test_init_and_tls(void)
     atomic_store(&inits, 0);
     T_OK(jg_thread_pool_create(&ex, &o));
     for (int i = 0; i < N; i++)
-        T_OK(jg_executor_call(ex, who, &s[i], &f[i]));
+        T_OK(jg_executor_call(ex, &f[i], who, &s[i]));
     for (int i = 0; i < N; i++) {
         T_OK(jg_future_result(f[i], NULL, JG_FOREVER));
         jg_future_unref(f[i]);
@@ -384,19 +390,19 @@ static void test_init_and_tls(void)
 
 static void test_default_pool(void)
 {
-    struct jg_executor *ex = jg_default_pool();
+    struct jg_executor *ex = jg_executor_default();
     struct jg_future *f;
     void *v;
 
     T_ASSERT(ex != NULL);
-    T_PEQ(jg_default_pool(), ex);
-    T_OK(jg_executor_call(ex, ret_arg, (void *)42, &f));
+    T_PEQ(jg_executor_default(), ex);
+    T_OK(jg_executor_call(ex, &f, ret_arg, (void *)42));
     T_OK(jg_future_result(f, &v, JG_FOREVER));
     T_EQ((intptr_t)v, 42);
     jg_future_unref(f);
     /* It cannot be destroyed: it serves the whole process. */
     jg_executor_destroy(ex);
-    T_OK(jg_executor_call(ex, ret_arg, NULL, &f));
+    T_OK(jg_executor_call(ex, &f, ret_arg, NULL));
     T_OK(jg_future_result(f, NULL, JG_FOREVER));
     jg_future_unref(f);
 }
@@ -432,7 +438,7 @@ static void *await_pool(void *arg)
     void *v = NULL;
     int rc;
 
-    T_OK(jg_executor_call(arg, slow_call, (void *)77, &f));
+    T_OK(jg_executor_call(arg, &f, slow_call, (void *)77));
     rc = jg_future_result(f, &v, JG_FOREVER);
     jg_future_unref(f);
     return rc < 0 ? JG_ERR(rc) : v;
@@ -485,7 +491,7 @@ static void test_burst(void)
     atomic_store(&sum, 0);
     T_OK(jg_thread_pool_create(&ex, NULL));
     for (long i = 0; i < n; i++) {
-        T_OK(jg_executor_call(ex, add_one, (void *)(intptr_t)(i % 7), &f[i]));
+        T_OK(jg_executor_call(ex, &f[i], add_one, (void *)(intptr_t)(i % 7)));
         want += i % 7;
     }
     for (long i = 0; i < n; i++) {
@@ -505,7 +511,7 @@ static struct jg_executor *self_ex;
 static void *shutdown_self(void *arg)
 {
     (void)arg;
-    return (void *)(intptr_t)jg_executor_shutdown(self_ex, true, false);
+    return (void *)(intptr_t)jg_executor_shutdown(self_ex, JG_SHUTDOWN_WAIT);
 }
 
 static void test_shutdown_from_task(void)
@@ -514,7 +520,7 @@ static void test_shutdown_from_task(void)
     void *v;
 
     T_OK(jg_thread_pool_create(&self_ex, NULL));
-    T_OK(jg_executor_call(self_ex, shutdown_self, NULL, &f));
+    T_OK(jg_executor_call(self_ex, &f, shutdown_self, NULL));
     T_OK(jg_future_result(f, &v, JG_FOREVER));
     T_EQ((intptr_t)v, -EDEADLK);
     jg_future_unref(f);

@@ -394,7 +394,7 @@ static struct jg_future *submit(struct jg_executor *ex, const char *task,
                                 const void *in, size_t n)
 {
     struct jg_future *f;
-    T_OK(jg_executor_submit(ex, task, in, n, &f));
+    T_OK(jg_executor_submit(ex, &f, task, in, n));
     return f;
 }
 

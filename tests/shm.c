@@ -78,7 +78,7 @@ static void test_region_parent_child(void)
             if (b[i] != (unsigned char)(i * 7 + 1))
                 _exit(4);
         b[size - 1] = 0xAB;  /* an answer through the same pages */
-        _exit(jg_shm_close(c) == 0 ? 0 : 5);
+        _exit(jg_shm_destroy(c) == 0 ? 0 : 5);
     }
     t_reap_ok(pid);
     T_EQ(a[size - 1], 0xAB);
@@ -93,13 +93,13 @@ static void test_region_parent_child(void)
     T_PEQ(jg_shm_addr(s), again);
     T_EQ(((unsigned char *)again)[size - 1], 0xAB);
     T_EQ(((unsigned char *)again)[1], 8);
-    T_OK(jg_shm_close(s));
+    T_OK(jg_shm_destroy(s));
 
     /* Odd sizes are kept exactly. */
     T_OK(jg_shm_create(&s, 1));
     T_EQ(jg_shm_size(s), 1);
     *(char *)jg_shm_addr(s) = 'x';
-    T_OK(jg_shm_close(s));
+    T_OK(jg_shm_destroy(s));
 }
 
 static void test_region_bad_sizes(void)
@@ -125,9 +125,10 @@ static void test_region_bad_sizes(void)
     T_ERR(jg_shm_map(NULL, NULL), -EINVAL);
     T_ERR(jg_shm_unmap(NULL), -EINVAL);
     T_ERR(jg_shm_fd(NULL), -EINVAL);
-    T_ERR(jg_shm_close(NULL), -EINVAL);
+    T_ERR(jg_shm_destroy(NULL), -EINVAL);
     T_PEQ(jg_shm_addr(NULL), NULL);
-    T_EQ(jg_shm_size(NULL), 0);
+    T_ERR(jg_shm_size(NULL), -EINVAL);
+    T_ERR(jg_shmq_max_msg(NULL), -EINVAL);
 
     T_ERR(jg_shmq_create(&q, 0), -EINVAL);
     T_ERR(jg_shmq_create(&q, 4), -EINVAL);
@@ -139,11 +140,11 @@ static void test_region_bad_sizes(void)
     T_ERR(jg_shmq_open_fd(&q, fd), -EINVAL);
     T_ASSERT(fcntl(fd, F_GETFD) >= 0);
     close(fd);
-    T_OK(jg_shm_close(s));
+    T_OK(jg_shm_destroy(s));
     T_ERR(jg_shmq_put(NULL, "x", 1, 0), -EINVAL);
     T_ERR(jg_shmq_get(NULL, p, 1, 0), -EINVAL);
     T_ERR(jg_shmq_count(NULL), -EINVAL);
-    T_ERR(jg_shmq_close(NULL), -EINVAL);
+    T_ERR(jg_shmq_destroy(NULL), -EINVAL);
 }
 
 /*
@@ -196,8 +197,8 @@ static void test_sum_1gib(void)
     T_ASSERT(sums[0] > 0 && sums[1] > sums[0]);
     fprintf(stderr, "summed %zu MiB in 2 workers: %.1f ms\n", bytes >> 20,
             (double)dt / 1e6);
-    T_OK(jg_shm_close(s));
-    T_OK(jg_shm_close(res));
+    T_OK(jg_shm_destroy(s));
+    T_OK(jg_shm_destroy(res));
 }
 
 /* ---- the queue: one process ---------------------------------------------- */
@@ -260,7 +261,7 @@ static void test_queue_basic(void)
     }
     T_EQ(jg_shmq_count(q), 0);
     T_EQ(jg_shmq_recoveries(q), 0);
-    T_OK(jg_shmq_close(q));
+    T_OK(jg_shmq_destroy(q));
 }
 
 /* ---- the queue: processes, and a lock holder killed ---------------------- */
@@ -455,8 +456,8 @@ static void test_queue_killed_putter(void)
     T_EQ(jg_shmq_count(q), 0);
     close(pfd[0]);
     close(pfd[1]);
-    T_OK(jg_shm_close(bs));
-    T_OK(jg_shmq_close(q));
+    T_OK(jg_shm_destroy(bs));
+    T_OK(jg_shmq_destroy(q));
 }
 
 /* A getter killed after copying a message but before removing it: the
@@ -492,7 +493,7 @@ static void test_queue_killed_getter(void)
     T_EQ(jg_shmq_recoveries(q), 1);
     close(pfd[0]);
     close(pfd[1]);
-    T_OK(jg_shmq_close(q));
+    T_OK(jg_shmq_destroy(q));
 }
 
 /* ---- green waiters leave the hub serving --------------------------------- */
@@ -545,7 +546,7 @@ static void test_queue_green_waits(void)
      * that blocked the hub for the 200 ms would leave it 2 ticks at most
      * (about 200 expected; a loaded machine gives fewer, not that few). */
     T_ASSERT(atomic_load(&ticks) >= 5);
-    T_OK(jg_shmq_close(gq));
+    T_OK(jg_shmq_destroy(gq));
 }
 
 T_MAIN(T_CASE(test_region_parent_child), T_CASE(test_region_bad_sizes),

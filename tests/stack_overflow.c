@@ -107,7 +107,7 @@ static void overflow_reported(void)
     char out[4096];
     int st = in_child(deep_default, out, sizeof(out));
 
-    expect_overflow(st, out, "deep", jg_default_stack_size());
+    expect_overflow(st, out, "deep", jg_stack_size_default());
 }
 
 static void deep_small(void)
@@ -146,7 +146,7 @@ static void overflow_other_thread(void)
     char out[4096];
     int st = in_child(deep_in_thread, out, sizeof(out));
 
-    expect_overflow(st, out, "worker-deep", jg_default_stack_size());
+    expect_overflow(st, out, "worker-deep", jg_stack_size_default());
 }
 
 /* write(2) from a signal handler; its result does not matter here. */

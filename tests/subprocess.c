@@ -52,7 +52,7 @@ static void cat_roundtrip(size_t n)
 
     T_OK(jg_subprocess_spawn(&p, ARGV("cat"), &PIPES));
     T_ASSERT(jg_subprocess_pid(p) > 0);
-    T_OK(jg_subprocess_communicate(p, in, n, &r, JG_SEC(30)));
+    T_OK(jg_subprocess_communicate(p, &r, in, n, JG_SEC(30)));
     T_EQ(r.out_len, n);
     T_ASSERT(memcmp(r.out, in, n) == 0);
     T_EQ(r.out[n], '\0');
@@ -60,11 +60,11 @@ static void cat_roundtrip(size_t n)
     T_ASSERT(r.err != NULL);
     T_EQ(r.in_written, n);
     T_EQ(r.status, 0);
-    jg_subprocess_output_free(&r);
+    jg_subprocess_output_destroy(&r);
     T_PEQ(r.out, NULL);
     T_ERR(jg_subprocess_stdin(p), -EBADF);
     T_ERR(jg_subprocess_stdout(p), -EBADF);
-    T_OK(jg_subprocess_free(p));
+    T_OK(jg_subprocess_destroy(p));
     free(in);
 }
 
@@ -104,13 +104,13 @@ static void test_stdin_closed_early(void)
 
     /* head takes 10 bytes and exits: communicate drops the rest. */
     T_OK(jg_subprocess_spawn(&p, ARGV("head", "-c", "10"), &PIPES));
-    T_OK(jg_subprocess_communicate(p, in, n, &r, JG_SEC(10)));
+    T_OK(jg_subprocess_communicate(p, &r, in, n, JG_SEC(10)));
     T_EQ(r.out_len, 10);
     T_ASSERT(memcmp(r.out, in, 10) == 0);
     T_ASSERT(r.in_written >= 10 && r.in_written < n);
     T_EQ(r.status, 0);
-    jg_subprocess_output_free(&r);
-    T_OK(jg_subprocess_free(p));
+    jg_subprocess_output_destroy(&r);
+    T_OK(jg_subprocess_destroy(p));
 
     /* true never reads: once it is gone, writing gives -EPIPE. */
     T_OK(jg_subprocess_spawn(&p, ARGV("true"), &PIPES));
@@ -122,16 +122,16 @@ static void test_stdin_closed_early(void)
     T_EQ(done, 0);
     T_OK(jg_subprocess_close_stdin(p));
     T_ERR(jg_subprocess_close_stdin(p), -EBADF);
-    T_OK(jg_subprocess_free(p));
+    T_OK(jg_subprocess_destroy(p));
 
     /* And through communicate, with the child gone before we start. */
     T_OK(jg_subprocess_spawn(&p, ARGV("true"), &PIPES));
     T_OK(jg_subprocess_wait(p, NULL, JG_SEC(10)));
-    T_OK(jg_subprocess_communicate(p, in, n, &r, JG_SEC(10)));
+    T_OK(jg_subprocess_communicate(p, &r, in, n, JG_SEC(10)));
     T_EQ(r.in_written, 0);
     T_EQ(r.out_len, 0);
-    jg_subprocess_output_free(&r);
-    T_OK(jg_subprocess_free(p));
+    jg_subprocess_output_destroy(&r);
+    T_OK(jg_subprocess_destroy(p));
     free(in);
 }
 
@@ -143,7 +143,9 @@ static void test_wait_timeout_then_kill(void)
     int st = 12345;
 
     T_OK(jg_subprocess_spawn(&p, ARGV("sleep", "10"), NULL));
-    T_ERR(jg_subprocess_wait(p, &st, 0), -EAGAIN);
+    /* Timeout 0: a wait that is not over, as everywhere in juggle. */
+    T_ERR(jg_subprocess_wait(p, &st, 0), -ETIMEDOUT);
+    T_ERR(jg_subprocess_communicate(p, NULL, NULL, 0, 0), -ETIMEDOUT);
     int64_t t0 = t_now_ns();
     /* At its timeout, not later: before a longer sentinel (t_late.h). */
     struct jg_green *late = t_late_start(JG_MS(500), NULL, 0);
@@ -162,18 +164,18 @@ static void test_wait_timeout_then_kill(void)
     T_OK(jg_subprocess_terminate(p));
     T_ERR(jg_subprocess_signal(p, -1), -EINVAL);
     T_ERR(jg_subprocess_wait(p, &st, -2), -EINVAL);
-    T_OK(jg_subprocess_free(p));
+    T_OK(jg_subprocess_destroy(p));
 
     T_OK(jg_subprocess_spawn(&p, ARGV("sleep", "10"), NULL));
     T_OK(jg_subprocess_terminate(p));
     T_OK(jg_subprocess_wait(p, &st, JG_SEC(10)));
     T_EQ(st, -SIGTERM);
-    T_OK(jg_subprocess_free(p));
+    T_OK(jg_subprocess_destroy(p));
 
     /* free kills and reaps a child still running: no zombie. */
     T_OK(jg_subprocess_spawn(&p, ARGV("sleep", "10"), NULL));
     pid_t pid = jg_subprocess_pid(p);
-    T_OK(jg_subprocess_free(p));
+    T_OK(jg_subprocess_destroy(p));
     T_ASSERT(kill(pid, 0) < 0 && errno == ESRCH);
 }
 
@@ -181,23 +183,23 @@ static void test_exit_status(void)
 {
     struct jg_subprocess_output r;
 
-    T_OK(jg_subprocess_run(ARGV("sh", "-c", "exit 3"), NULL, NULL, 0, &r,
+    T_OK(jg_subprocess_run(&r, ARGV("sh", "-c", "exit 3"), NULL, NULL, 0,
                            JG_SEC(10)));
     T_EQ(r.status, 3);
     T_PEQ(r.out, NULL);             /* not piped */
-    T_OK(jg_subprocess_run(ARGV("sh", "-c", "exit 255"), NULL, NULL, 0, &r,
+    T_OK(jg_subprocess_run(&r, ARGV("sh", "-c", "exit 255"), NULL, NULL, 0,
                            JG_SEC(10)));
     T_EQ(r.status, 255);
-    T_OK(jg_subprocess_run(ARGV("true"), NULL, NULL, 0, &r, JG_SEC(10)));
+    T_OK(jg_subprocess_run(&r, ARGV("true"), NULL, NULL, 0, JG_SEC(10)));
     T_EQ(r.status, 0);
-    T_OK(jg_subprocess_run(ARGV("sh", "-c", "kill -USR1 $$"), NULL, NULL, 0,
-                           &r, JG_SEC(10)));
+    T_OK(jg_subprocess_run(&r, ARGV("sh", "-c", "kill -USR1 $$"), NULL, NULL,
+                           0, JG_SEC(10)));
     T_EQ(r.status, -SIGUSR1);
     /* run's timeout kills the child. */
     int64_t t0 = t_now_ns();
     /* The child is killed at the timeout, not waited out (10 s). */
     struct jg_green *late = t_late_start(JG_SEC(2), NULL, 0);
-    T_ERR(jg_subprocess_run(ARGV("sleep", "10"), NULL, NULL, 0, &r,
+    T_ERR(jg_subprocess_run(&r, ARGV("sleep", "10"), NULL, NULL, 0,
                             JG_MS(50)), -ETIMEDOUT);
     T_ASSERT(t_now_ns() - t0 >= JG_MS(50));
     t_late_check(late);
@@ -246,8 +248,8 @@ static void test_missing_program(void)
     o.npass_fds = 1;
     T_ERR(jg_subprocess_spawn(&p, ARGV("true"), &o), -EINVAL);
     T_ERR(jg_subprocess_wait(NULL, NULL, 0), -EINVAL);
-    T_ERR(jg_subprocess_communicate(NULL, NULL, 0, NULL, 0), -EINVAL);
-    T_ERR(jg_subprocess_free(NULL), -EINVAL);
+    T_ERR(jg_subprocess_communicate(NULL, NULL, NULL, 0, 0), -EINVAL);
+    T_ERR(jg_subprocess_destroy(NULL), -EINVAL);
     T_EQ(count_fds(), fds);
 }
 
@@ -265,15 +267,15 @@ static void test_child_signal_state(void)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
     int rc = jg_subprocess_run(
-        ARGV("sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status"), &o,
-        NULL, 0, &r, JG_SEC(10));
+        &r, ARGV("sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status"),
+        &o, NULL, 0, JG_SEC(10));
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     signal(SIGPIPE, SIG_DFL);
     signal(SIGUSR2, SIG_DFL);
     T_OK(rc);
     T_EQ(r.status, 0);
     T_STREQ(r.out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
-    jg_subprocess_output_free(&r);
+    jg_subprocess_output_destroy(&r);
 }
 
 static void test_child_fds_env_cwd(void)
@@ -284,11 +286,11 @@ static void test_child_fds_env_cwd(void)
 
     /* An fd without close-on-exec does not reach the child. */
     T_EQ(dup2(2, 50), 50);
-    T_OK(jg_subprocess_run(ARGV("sh", "-c",
-        "test -e /proc/self/fd/50 && echo open || echo closed"), &o, NULL, 0,
-        &r, JG_SEC(10)));
+    T_OK(jg_subprocess_run(&r, ARGV("sh", "-c",
+        "test -e /proc/self/fd/50 && echo open || echo closed"), &o, NULL,
+        0, JG_SEC(10)));
     T_STREQ(r.out, "closed\n");
-    jg_subprocess_output_free(&r);
+    jg_subprocess_output_destroy(&r);
 
     /* pass_fds does, even a close-on-exec one: a shm region to a program
      * that reads it by its fd number. */
@@ -300,21 +302,21 @@ static void test_child_fds_env_cwd(void)
              " && echo +50", fds[1]);
     o.pass_fds = fds;
     o.npass_fds = 2;
-    T_OK(jg_subprocess_run(ARGV("sh", "-c", cmd), &o, NULL, 0, &r,
+    T_OK(jg_subprocess_run(&r, ARGV("sh", "-c", cmd), &o, NULL, 0,
                            JG_SEC(10)));
     T_STREQ(r.out, "hello shm+50\n");
-    jg_subprocess_output_free(&r);
+    jg_subprocess_output_destroy(&r);
     close(50);
-    T_OK(jg_shm_close(s));
+    T_OK(jg_shm_destroy(s));
 
     /* env replaces the environment; cwd is where the child starts. */
     o = (struct jg_subprocess_opts){ .stdout_mode = JG_STDIO_PIPE };
     o.env = ARGV("JGTEST=42", "PATH=/usr/bin:/bin");
     o.cwd = "/";
-    T_OK(jg_subprocess_run(ARGV("sh", "-c", "echo $JGTEST $HOME; pwd"), &o,
-                           NULL, 0, &r, JG_SEC(10)));
+    T_OK(jg_subprocess_run(&r, ARGV("sh", "-c", "echo $JGTEST $HOME; pwd"),
+                           &o, NULL, 0, JG_SEC(10)));
     T_STREQ(r.out, "42\n/\n");
-    jg_subprocess_output_free(&r);
+    jg_subprocess_output_destroy(&r);
 }
 
 static void test_stderr_routing(void)
@@ -324,26 +326,26 @@ static void test_stderr_routing(void)
     const char *const *argv = ARGV("sh", "-c", "echo out; echo err >&2");
 
     o.stdin_mode = JG_STDIO_NULL;
-    T_OK(jg_subprocess_run(argv, &o, NULL, 0, &r, JG_SEC(10)));
+    T_OK(jg_subprocess_run(&r, argv, &o, NULL, 0, JG_SEC(10)));
     T_STREQ(r.out, "out\n");
     T_STREQ(r.err, "err\n");
-    jg_subprocess_output_free(&r);
+    jg_subprocess_output_destroy(&r);
 
     o.stderr_mode = JG_STDIO_STDOUT;
-    T_OK(jg_subprocess_run(argv, &o, NULL, 0, &r, JG_SEC(10)));
+    T_OK(jg_subprocess_run(&r, argv, &o, NULL, 0, JG_SEC(10)));
     T_STREQ(r.out, "out\nerr\n");
     T_PEQ(r.err, NULL);
-    jg_subprocess_output_free(&r);
+    jg_subprocess_output_destroy(&r);
 
     o.stdout_mode = JG_STDIO_NULL;
     o.stderr_mode = JG_STDIO_PIPE;
-    T_OK(jg_subprocess_run(argv, &o, NULL, 0, &r, JG_SEC(10)));
+    T_OK(jg_subprocess_run(&r, argv, &o, NULL, 0, JG_SEC(10)));
     T_PEQ(r.out, NULL);
     T_STREQ(r.err, "err\n");
-    jg_subprocess_output_free(&r);
+    jg_subprocess_output_destroy(&r);
 
     /* Input to a child whose stdin is not a pipe is a caller error. */
-    T_ERR(jg_subprocess_run(argv, &o, "x", 1, &r, JG_SEC(10)), -EINVAL);
+    T_ERR(jg_subprocess_run(&r, argv, &o, "x", 1, JG_SEC(10)), -EINVAL);
 }
 
 /* A timeout keeps what was read; after a kill, communicate collects it. */
@@ -355,14 +357,14 @@ static void test_communicate_resume(void)
     T_OK(jg_subprocess_spawn(&p,
         ARGV("sh", "-c", "echo partial; exec sleep 10"), &PIPES));
     int64_t t0 = t_now_ns();
-    T_ERR(jg_subprocess_communicate(p, NULL, 0, &r, JG_MS(200)), -ETIMEDOUT);
+    T_ERR(jg_subprocess_communicate(p, &r, NULL, 0, JG_MS(200)), -ETIMEDOUT);
     T_ASSERT(t_now_ns() - t0 >= JG_MS(200));
     T_OK(jg_subprocess_kill(p));
-    T_OK(jg_subprocess_communicate(p, NULL, 0, &r, JG_SEC(10)));
+    T_OK(jg_subprocess_communicate(p, &r, NULL, 0, JG_SEC(10)));
     T_STREQ(r.out, "partial\n");
     T_EQ(r.status, -SIGKILL);
-    jg_subprocess_output_free(&r);
-    T_OK(jg_subprocess_free(p));
+    jg_subprocess_output_destroy(&r);
+    T_OK(jg_subprocess_destroy(p));
 }
 
 /* ---- the hub keeps serving ----------------------------------------------- */
@@ -388,18 +390,18 @@ static void *slow_child(void *arg)
     int rc, st;
     (void)arg;
 
-    rc = jg_subprocess_run(ARGV("sh", "-c", "sleep 0.3; echo done"), &PIPES,
-                           "in", 2, &r, JG_SEC(10));
+    rc = jg_subprocess_run(&r, ARGV("sh", "-c", "sleep 0.3; echo done"),
+                           &PIPES, "in", 2, JG_SEC(10));
     if (rc == 0 && (r.status != 0 || !r.out || strcmp(r.out, "done\n")))
         rc = -EBADMSG;
-    jg_subprocess_output_free(&r);
+    jg_subprocess_output_destroy(&r);
     /* And a bare wait on a slow child. */
     if (rc == 0 && (rc = jg_subprocess_spawn(&p, ARGV("sleep", "0.2"),
                                              NULL)) == 0) {
         rc = jg_subprocess_wait(p, &st, JG_SEC(10));
         if (rc == 0 && st != 0)
             rc = -EBADMSG;
-        jg_subprocess_free(p);
+        jg_subprocess_destroy(p);
     }
     atomic_store(&slow_done, 1);
     return rc ? JG_ERR(rc) : NULL;

@@ -807,7 +807,7 @@ static void part_conns(struct tour_opts *o)
         }
     }
     snprintf(dedl, sizeof(dedl), "green threads, %zu KiB stacks",
-             jg_default_stack_size() / 1024);
+             jg_stack_size_default() / 1024);
     printf("\n3. Many connections: a server holding %d keep-alive clients "
            "(in another\n   process), each asking as fast as it is answered, "
            "for %.1f s\n", o->conns, o->conns_seconds);

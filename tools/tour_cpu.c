@@ -77,8 +77,8 @@ static int on_pool(struct jg_executor *ex, int k)
     if (!f)
         return -ENOMEM;
     for (int i = 0; i < k; i++) {
-        rc = jg_executor_submit(ex, "tour.sumsq", &in[i], sizeof(in[i]),
-                                &f[i]);
+        rc = jg_executor_submit(ex, &f[i], "tour.sumsq", &in[i],
+                                sizeof(in[i]));
         if (rc < 0)
             tour_fail("jg_executor_submit", rc);
     }

@@ -288,7 +288,7 @@ static int run_pool(int workers)
     if (rc < 0 || !f)
         tour_fail("jg_thread_pool_create", rc < 0 ? rc : -ENOMEM);
     for (int i = 0; i < nreq; i++) {
-        rc = jg_executor_call(ex, pool_call, (void *)(intptr_t)i, &f[i]);
+        rc = jg_executor_call(ex, &f[i], pool_call, (void *)(intptr_t)i);
         if (rc < 0)
             tour_fail("jg_executor_call", rc);
     }
@@ -314,7 +314,7 @@ static int run_procpool(int workers)
         tour_fail("jg_process_pool_create", rc < 0 ? rc : -ENOMEM);
     for (int i = 0; i < nreq; i++) {
         int32_t a[2] = { port, i };
-        rc = jg_executor_submit(ex, "tour.get", a, sizeof(a), &f[i]);
+        rc = jg_executor_submit(ex, &f[i], "tour.get", a, sizeof(a));
         if (rc < 0)
             tour_fail("jg_executor_submit", rc);
     }

@@ -276,14 +276,14 @@ static void *job_loop(void *arg)
             job_plain(NULL);
         } else if (strcmp(j->mode, "threads") == 0) {
             struct jg_future *f;
-            if (jg_executor_call(j->ex, job_plain, NULL, &f) == 0) {
+            if (jg_executor_call(j->ex, &f, job_plain, NULL) == 0) {
                 jg_future_result(f, NULL, JG_FOREVER);
                 jg_future_unref(f);
             }
         } else {
             int64_t a[2] = { job_port, job_n };
             struct jg_future *f;
-            if (jg_executor_submit(j->ex, "tour.job", a, sizeof(a), &f) == 0) {
+            if (jg_executor_submit(j->ex, &f, "tour.job", a, sizeof(a)) == 0) {
                 jg_future_bytes(f, NULL, NULL, JG_FOREVER);
                 jg_future_unref(f);
             }

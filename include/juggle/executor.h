@@ -74,15 +74,15 @@ struct jg_executor;
  * bounded submission queue is full), -ENOENT (unknown task, when the
  * executor knows at once). Thread-safe; never switches.
  */
-JG_API int jg_executor_submit(struct jg_executor *ex, const char *name,
-                              const void *in, size_t n,
-                              struct jg_future **out);
+JG_API int jg_executor_submit(struct jg_executor *ex, struct jg_future **out,
+                              const char *name, const void *in,
+                              size_t n);
 /*
  * Submit a plain call fn(arg) (thread pools only; a process pool gives
  * -ENOTSUP). The future's value is fn's return value.
  */
-JG_API int jg_executor_call(struct jg_executor *ex, void *(*fn)(void *),
-                            void *arg, struct jg_future **out);
+JG_API int jg_executor_call(struct jg_executor *ex, struct jg_future **out,
+                            void *(*fn)(void *), void *arg);
 /*
  * map: run task `name` over n fixed-size items (items + i * in_size), in
  * chunks of `chunk` items per submission (0: picked by the executor), and
@@ -95,16 +95,27 @@ JG_API int jg_executor_map(struct jg_executor *ex, const char *name,
                            const void *items, size_t in_size, size_t n,
                            void *results, size_t out_size, size_t chunk,
                            int64_t timeout_ns);
+/* What jg_executor_shutdown does besides refusing new work (a bit set). */
+enum jg_shutdown_flags {
+    /* Return when every task has ended (parks a green thread). */
+    JG_SHUTDOWN_WAIT = 1u << 0,
+    /* Queued tasks end CANCELLED instead of running. */
+    JG_SHUTDOWN_CANCEL_PENDING = 1u << 1,
+};
+
 /*
- * Stop accepting work. With cancel_pending, queued tasks end CANCELLED;
- * otherwise they run. With wait, return when every task has ended (parks a
- * green thread). 0 or -EINVAL; with wait also -EDEADLK (called from one of
- * the pool's own tasks) and a killed waiter's -ECANCELED. Idempotent.
+ * Stop accepting work (concurrent.futures' shutdown(wait,
+ * cancel_futures)); flags is a set of enum jg_shutdown_flags. Returns 0,
+ * -EINVAL (NULL, unknown flags); with JG_SHUTDOWN_WAIT also -EDEADLK
+ * (called from one of the pool's own tasks) and a killed waiter's
+ * -ECANCELED. Idempotent.
  */
-JG_API int jg_executor_shutdown(struct jg_executor *ex, bool wait,
-                                bool cancel_pending);
-/* Shut down (wait, run pending) and free. Ignores jg_default_pool(). */
-JG_API void jg_executor_destroy(struct jg_executor *ex);
+JG_API int jg_executor_shutdown(struct jg_executor *ex, unsigned flags);
+/*
+ * Shut down (wait, run pending) and free. Returns 0, or -EINVAL (NULL, or
+ * jg_executor_default(), which lives as long as the process).
+ */
+JG_API int jg_executor_destroy(struct jg_executor *ex);
 
 /* ---- thread pool ------------------------------------------------------- */
 
@@ -120,7 +131,7 @@ struct jg_thread_pool_opts {
 JG_API int jg_thread_pool_create(struct jg_executor **out,
                                  const struct jg_thread_pool_opts *o);
 /* The process-wide default thread pool, created on first use (or NULL). */
-JG_API struct jg_executor *jg_default_pool(void);
+JG_API struct jg_executor *jg_executor_default(void);
 
 /* ---- process pool ------------------------------------------------------ */
 
@@ -161,7 +172,7 @@ JG_API int jg_process_pool_create(struct jg_executor **out,
  * -EPERM from a loop callback. From a plain OS thread it just calls fn.
  * May switch green threads.
  */
-JG_API int jg_run_in_thread(void *(*fn)(void *), void *arg, void **result,
+JG_API int jg_run_in_thread(void **result, void *(*fn)(void *), void *arg,
                             int64_t timeout_ns);
 /*
  * getaddrinfo(3) on the offload pool; parks only the calling green thread.

@@ -80,16 +80,16 @@ JG_API int jg_future_bytes(struct jg_future *f, const void **p, size_t *n,
 /* The error message of a DONE-with-error future, "" if none, or NULL. */
 JG_API const char *jg_future_error_message(const struct jg_future *f);
 
-typedef void (*jg_future_cb)(struct jg_future *f, void *arg);
+typedef void (*jg_future_cb)(void *ctx, struct jg_future *f);
 /*
- * Run cb(f, arg) exactly once when f completes (DONE or CANCELLED): on the
+ * Run cb(ctx, f) exactly once when f completes (DONE or CANCELLED): on the
  * completing thread, or at once on this thread if f has completed. Where
  * the completer cannot park (a green thread's own future as it finishes, a
  * loop callback, the hub) cb cannot either: its blocking calls return
  * -EPERM. 0 or -ENOMEM.
  */
 JG_API int jg_future_add_done_callback(struct jg_future *f, jg_future_cb cb,
-                                       void *arg);
+                                       void *ctx);
 
 /*
  * A future that completes with green thread g's result (DONE with its
@@ -113,12 +113,12 @@ enum jg_wait_mode {
  * nothing else can wake the caller), or -EPERM from a loop callback.
  * May switch green threads.
  */
-JG_API int jg_wait(struct jg_future *const *fs, size_t n, int mode,
-                   int64_t timeout_ns);
+JG_API int jg_wait(struct jg_future *const *fs, size_t n,
+                   enum jg_wait_mode mode, int64_t timeout_ns);
 
 /*
  * as_completed: yields each of fs[0..n) once, in completion order. The
- * iterator holds references until jg_as_completed_fini.
+ * iterator holds references until jg_as_completed_destroy.
  */
 struct jg_as_completed;
 JG_API int jg_as_completed_create(struct jg_as_completed **out,
@@ -129,7 +129,8 @@ JG_API int jg_as_completed_create(struct jg_as_completed **out,
  */
 JG_API int jg_as_completed_next(struct jg_as_completed *it,
                                 struct jg_future **f, int64_t timeout_ns);
-JG_API void jg_as_completed_destroy(struct jg_as_completed *it);
+/* Drop the iterator and its references. 0 or -EINVAL (NULL). */
+JG_API int jg_as_completed_destroy(struct jg_as_completed *it);
 
 #ifdef __cplusplus
 }

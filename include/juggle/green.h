@@ -32,11 +32,11 @@ enum jg_stack_model {
 struct jg_spawn_opts {
     const char *name;       /* copied; NULL: "green-<id>" */
     size_t stack_size;      /* 0: default (256 KiB; 1 MiB under ASan) */
-    int stack_model;        /* enum jg_stack_model */
+    enum jg_stack_model stack_model;
 };
 
 /* The default stack size of a dedicated stack (and of the shared one). */
-JG_API size_t jg_default_stack_size(void);
+JG_API size_t jg_stack_size_default(void);
 
 enum jg_green_state {
     JG_GREEN_NEW = 0,       /* created, never run */
@@ -112,7 +112,7 @@ JG_API const char *jg_name(const struct jg_green *g);
 JG_API int jg_state(const struct jg_green *g);
 /* A state's name ("new", "ready", "running", "switched", "parked",
  * "done"), "unknown" for any other value; static storage, thread-safe. */
-JG_API const char *jg_state_name(int state);
+JG_API const char *jg_state_name(enum jg_green_state state);
 /*
  * g's parent: its creator for jg_create, the hub's own context for jg_spawn
  * (jg_name gives "hub"; it cannot be switched to, joined or killed), NULL

@@ -30,7 +30,7 @@ extern "C" {
  * Wait until fd is ready for events (JG_READ and/or JG_WRITE from loop.h).
  * Returns the ready events (> 0), -ETIMEDOUT, -EBADF (fd closed with
  * jg_close while waiting), -ECANCELED, -EINVAL, -EPERM (from a callback, or
- * an fd epoll cannot watch). May switch green threads.
+ * an fd the loop cannot watch: a regular file). May switch green threads.
  */
 JG_API int jg_wait_fd(int fd, uint32_t events, int64_t timeout_ns);
 
@@ -41,18 +41,20 @@ JG_API int jg_wait_fd(int fd, uint32_t events, int64_t timeout_ns);
  */
 JG_API ssize_t jg_read(int fd, void *buf, size_t n, int64_t timeout_ns);
 /*
- * Write all n bytes. Returns 0 once everything is written, or -errno with
- * *done (if non-NULL) set to the bytes written before the error. -EPIPE when
- * the reader is gone. May switch green threads.
+ * Write all n bytes (Go's Write, gevent's sendall). Returns n once
+ * everything is written, or -errno with *done (if non-NULL) set to the
+ * bytes written before the error: -EPIPE when the reader is gone, -EAGAIN
+ * (timeout 0, the fd would block), -ETIMEDOUT, -ECANCELED, -EBADF, -EINVAL
+ * (n > SSIZE_MAX). May switch green threads.
  */
-JG_API int jg_write(int fd, const void *buf, size_t n, size_t *done,
-                    int64_t timeout_ns);
+JG_API ssize_t jg_write(int fd, const void *buf, size_t n, size_t *done,
+                        int64_t timeout_ns);
 /* Scatter read: as jg_read. */
 JG_API ssize_t jg_readv(int fd, const struct iovec *iov, int iovcnt,
                         int64_t timeout_ns);
-/* Gather write of everything: as jg_write. */
-JG_API int jg_writev(int fd, const struct iovec *iov, int iovcnt,
-                     size_t *done, int64_t timeout_ns);
+/* Gather write of everything: as jg_write (the count is the iov total). */
+JG_API ssize_t jg_writev(int fd, const struct iovec *iov, int iovcnt,
+                         size_t *done, int64_t timeout_ns);
 /* recv(2) with flags: as jg_read. */
 JG_API ssize_t jg_recv(int fd, void *buf, size_t n, int flags,
                        int64_t timeout_ns);

@@ -72,7 +72,7 @@ struct jg_io {
 JG_API void jg_io_init(struct jg_io *w, jg_io_cb cb, int fd, uint32_t events);
 /*
  * Start watching. Returns 0 (also if already active), -EINVAL for a negative
- * fd or events outside JG_READ|JG_WRITE, -EPERM for an fd epoll cannot watch
+ * fd or events outside JG_READ|JG_WRITE, -EPERM for an fd the loop cannot watch
  * (a regular file), -EBADF, -ENOMEM, -EXDEV from another thread.
  */
 JG_API int jg_io_start(struct jg_loop *l, struct jg_io *w);

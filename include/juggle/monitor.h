@@ -31,8 +31,9 @@ extern "C" {
  * elapsed_ns). The pointers are valid only during the call. The callback
  * may do anything a plain thread may do except call jg_monitor_stop().
  */
-typedef void (*jg_monitor_fn)(const char *name, int64_t elapsed_ns,
-                              void *const *frames, int nframes, void *arg);
+typedef void (*jg_monitor_fn)(void *ctx, const char *name,
+                              int64_t elapsed_ns, void *const *frames,
+                              int nframes);
 
 /*
  * Start the watchdog thread, or change its threshold if it runs. Every green
@@ -42,9 +43,9 @@ typedef void (*jg_monitor_fn)(const char *name, int64_t elapsed_ns,
  * green threads blocking back to back gets its own report. Idle in the
  * hub's poll is not holding. The backtrace is taken on the hub's
  * own thread by a signal (SIGURG; a SIGURG handler installed before this
- * call still receives the other SIGURGs; the sample can make a poll,
- * select, epoll_wait or nanosleep of the blocked thread fail with EINTR:
- * the kernel never restarts those). Setting JG_MONITOR=<ms> in the
+ * call still receives the other SIGURGs; the sample can make a blocking
+ * wait of the blocked thread that the kernel never restarts, such as
+ * poll, select or nanosleep, fail with EINTR). Setting JG_MONITOR=<ms> in the
  * environment does the same at the process's first hub creation.
  * threshold_ns: 1 ms to 1 hour. Returns 0, -EINVAL (threshold out of range),
  * -EAGAIN/-ENOMEM (no thread could be made). Thread-safe.

@@ -45,8 +45,8 @@ JG_API pid_t jg_process_pid(const struct jg_process *p);
  */
 JG_API int jg_process_join(struct jg_process *p, int64_t timeout_ns);
 
-/* true while the child runs (reaps it if it has ended). */
-JG_API bool jg_process_alive(struct jg_process *p);
+/* 1 while the child runs, 0 once it has ended (reaping it), -EINVAL. */
+JG_API int jg_process_alive(struct jg_process *p);
 
 /*
  * multiprocessing's exitcode: 0 with *code = the exit status (0..255), or
@@ -73,9 +73,10 @@ JG_API int jg_process_kill(struct jg_process *p);
 
 /*
  * Free p. A child still running is killed (SIGKILL) and reaped first, so
- * no zombie is left; join first to let it finish. Blocks briefly.
+ * no zombie is left; join first to let it finish. Blocks briefly. 0 or
+ * -EINVAL.
  */
-JG_API void jg_process_destroy(struct jg_process *p);
+JG_API int jg_process_destroy(struct jg_process *p);
 
 #ifdef __cplusplus
 }

@@ -34,7 +34,7 @@ JG_API int jg_shm_create(struct jg_shm **out, size_t size);
 /*
  * Open a region from an fd received from a parent (inherited over fork or
  * exec, or passed over a Unix socket) and map it; the region takes
- * ownership of fd (jg_shm_close closes it; on failure the fd is left to the
+ * ownership of fd (jg_shm_destroy closes it; on failure the fd is left to the
  * caller). The size is the fd's size. Returns 0, -EINVAL (NULL out, not a
  * regular file or memfd, empty), -EBADF, -ENOMEM. Does not switch.
  */
@@ -53,15 +53,15 @@ JG_API int jg_shm_map(struct jg_shm *s, void **addr);
 JG_API int jg_shm_unmap(struct jg_shm *s);
 /* The mapped address, or NULL when unmapped or s is NULL. */
 JG_API void *jg_shm_addr(const struct jg_shm *s);
-/* The size in bytes (0 for NULL). */
-JG_API size_t jg_shm_size(const struct jg_shm *s);
+/* The size in bytes, or -EINVAL (NULL). */
+JG_API ssize_t jg_shm_size(const struct jg_shm *s);
 /* The fd to hand to a child (owned by s: do not close it), or -EINVAL. */
 JG_API int jg_shm_fd(const struct jg_shm *s);
 /*
  * Unmap, close the fd and free s. The memory itself lives while any
  * process still maps it or holds an fd to it. Returns 0 or -EINVAL.
  */
-JG_API int jg_shm_close(struct jg_shm *s);
+JG_API int jg_shm_destroy(struct jg_shm *s);
 
 /* ---- the process-safe queue ---------------------------------------------- */
 
@@ -97,8 +97,8 @@ JG_API int jg_shmq_create(struct jg_shmq **out, size_t capacity);
 JG_API int jg_shmq_open_fd(struct jg_shmq **out, int fd);
 /* The region's fd to hand to a child (owned by q), or -EINVAL. */
 JG_API int jg_shmq_fd(const struct jg_shmq *q);
-/* The largest message a put accepts (capacity - 4); 0 for NULL. */
-JG_API size_t jg_shmq_max_msg(const struct jg_shmq *q);
+/* The largest message a put accepts (capacity - 4), or -EINVAL. */
+JG_API ssize_t jg_shmq_max_msg(const struct jg_shmq *q);
 /*
  * Append a copy of msg[len] (len may be 0), waiting up to timeout_ns while
  * the ring is full (or its lock is held). Returns 0, -ETIMEDOUT (-EAGAIN
@@ -130,8 +130,9 @@ JG_API ssize_t jg_shmq_count(struct jg_shmq *q);
  * queue (since creation, across all processes); -EINVAL for NULL.
  */
 JG_API long jg_shmq_recoveries(const struct jg_shmq *q);
-/* Unmap and free this process's handle; the queue lives on in others. */
-JG_API int jg_shmq_close(struct jg_shmq *q);
+/* Unmap and free this process's handle; the queue lives on in others.
+ * 0 or -EINVAL. */
+JG_API int jg_shmq_destroy(struct jg_shmq *q);
 
 #ifdef __cplusplus
 }

@@ -71,7 +71,7 @@ JG_API int jg_subprocess_close_stdin(struct jg_subprocess *p);
  * Wait until the child exits, up to timeout_ns (0: check once). *status
  * (if non-NULL) receives Python's returncode: the exit code (>= 0), or
  * -signal for a child killed by a signal. Waiting again after success
- * returns the same status. Returns 0, -ETIMEDOUT (-EAGAIN for timeout 0),
+ * returns the same status. Returns 0, -ETIMEDOUT (also for timeout 0),
  * -ECANCELED (a killed green thread), -ECHILD (someone else reaped it:
  * SIGCHLD set to SIG_IGN, or a stray waitpid(-1)), -EINVAL, -EPERM (from
  * a loop callback). May switch green threads.
@@ -88,7 +88,7 @@ JG_API int jg_subprocess_signal(struct jg_subprocess *p, int sig);
 JG_API int jg_subprocess_terminate(struct jg_subprocess *p);
 JG_API int jg_subprocess_kill(struct jg_subprocess *p);
 
-/* What communicate collected; free it with jg_subprocess_output_free. */
+/* What communicate collected; free it with jg_subprocess_output_destroy. */
 struct jg_subprocess_output {
     char *out;              /* stdout (NUL-terminated), NULL if not piped */
     size_t out_len;         /* without the NUL */
@@ -108,29 +108,29 @@ struct jg_subprocess_output {
  * stdin is closed at once. On success *res (if non-NULL) is filled and
  * the output buffers are the caller's. On -ETIMEDOUT nothing is lost:
  * what was read stays in p, and a later call (with the same in/in_len)
- * carries on, e.g. after jg_subprocess_kill. Returns 0, -ETIMEDOUT
- * (-EAGAIN for timeout 0), -ECANCELED, -ENOMEM, -EINVAL (in_len > 0 with
+ * carries on, e.g. after jg_subprocess_kill. Returns 0, -ETIMEDOUT (also
+ * for timeout 0), -ECANCELED, -ENOMEM, -EINVAL (in_len > 0 with
  * stdin not piped, in NULL with in_len > 0), -EPERM (from a loop
  * callback), -ECHILD. Buffers are the caller's memory, touched only while
  * the caller runs. One thread at a time per p. May switch green threads.
  */
-JG_API int jg_subprocess_communicate(struct jg_subprocess *p, const void *in,
-                                     size_t in_len,
+JG_API int jg_subprocess_communicate(struct jg_subprocess *p,
                                      struct jg_subprocess_output *res,
+                                     const void *in, size_t in_len,
                                      int64_t timeout_ns);
-/* Free res's buffers and zero it. NULL is fine. */
-JG_API void jg_subprocess_output_free(struct jg_subprocess_output *res);
+/* Free res's buffers and zero it. 0 or -EINVAL (NULL). */
+JG_API int jg_subprocess_output_destroy(struct jg_subprocess_output *res);
 
 /*
  * spawn + communicate (Python's subprocess.run): *res is zeroed first; on
- * -ETIMEDOUT the child is killed and reaped, and res holds nothing. o's stdout/stderr modes
- * are used as given (set JG_STDIO_PIPE to capture). Returns what spawn or
- * communicate returns. May switch green threads.
+ * -ETIMEDOUT the child is killed and reaped, and res holds nothing. o's
+ * stdout/stderr modes are used as given (set JG_STDIO_PIPE to capture).
+ * Returns what spawn or communicate returns. May switch green threads.
  */
-JG_API int jg_subprocess_run(const char *const argv[],
+JG_API int jg_subprocess_run(struct jg_subprocess_output *res,
+                             const char *const argv[],
                              const struct jg_subprocess_opts *o,
                              const void *in, size_t in_len,
-                             struct jg_subprocess_output *res,
                              int64_t timeout_ns);
 
 /*
@@ -138,7 +138,7 @@ JG_API int jg_subprocess_run(const char *const argv[],
  * for is killed (SIGKILL) and reaped first, so no zombie and no orphan is
  * left (the calling thread blocks for that short wait). 0 or -EINVAL.
  */
-JG_API int jg_subprocess_free(struct jg_subprocess *p);
+JG_API int jg_subprocess_destroy(struct jg_subprocess *p);
 
 #ifdef __cplusplus
 }

@@ -25,8 +25,8 @@ struct map_hdr {
     uint32_t pad_;
 };
 
-int jg_executor_submit(struct jg_executor *ex, const char *name,
-                       const void *in, size_t n, struct jg_future **out)
+int jg_executor_submit(struct jg_executor *ex, struct jg_future **out,
+                       const char *name, const void *in, size_t n)
 {
     struct jg_future *f;
     int rc;
@@ -46,8 +46,8 @@ int jg_executor_submit(struct jg_executor *ex, const char *name,
     return 0;
 }
 
-int jg_executor_call(struct jg_executor *ex, void *(*fn)(void *), void *arg,
-                     struct jg_future **out)
+int jg_executor_call(struct jg_executor *ex, struct jg_future **out,
+                     void *(*fn)(void *), void *arg)
 {
     struct jg_future *f;
     int rc;
@@ -68,24 +68,26 @@ int jg_executor_call(struct jg_executor *ex, void *(*fn)(void *), void *arg,
     return 0;
 }
 
-int jg_executor_shutdown(struct jg_executor *ex, bool wait,
-                         bool cancel_pending)
+int jg_executor_shutdown(struct jg_executor *ex, unsigned flags)
 {
-    if (!ex || !ex->ops)
+    if (!ex || !ex->ops ||
+        (flags & ~(unsigned)(JG_SHUTDOWN_WAIT | JG_SHUTDOWN_CANCEL_PENDING)))
         return -EINVAL;
-    return ex->ops->shutdown(ex, wait, cancel_pending);
+    return ex->ops->shutdown(ex, flags & JG_SHUTDOWN_WAIT,
+                             flags & JG_SHUTDOWN_CANCEL_PENDING);
 }
 
 static struct jg_executor *default_pool;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
-void jg_executor_destroy(struct jg_executor *ex)
+int jg_executor_destroy(struct jg_executor *ex)
 {
     /* The default pool lives as long as the process. */
     if (!ex || !ex->ops || ex == default_pool)
-        return;
+        return -EINVAL;
     (void)ex->ops->shutdown(ex, true, false);
     ex->ops->destroy(ex);
+    return 0;
 }
 
 static void default_init(void)
@@ -96,7 +98,7 @@ static void default_init(void)
         default_pool = ex;
 }
 
-struct jg_executor *jg_default_pool(void)
+struct jg_executor *jg_executor_default(void)
 {
     pthread_once(&default_once, default_init);
     return default_pool;
@@ -301,9 +303,9 @@ int jg_executor_map(struct jg_executor *ex, const char *name,
             if (in_size)
                 memcpy(buf + sizeof(h) + name_len,
                        (const char *)items + first * in_size, cnt * in_size);
-            rc = jg_executor_submit(ex, MAP_TASK, buf,
-                                    sizeof(h) + name_len + cnt * in_size,
-                                    &fs[sub]);
+            rc = jg_executor_submit(ex, &fs[sub], MAP_TASK,
+                                    buf,
+                                    sizeof(h) + name_len + cnt * in_size);
             if (rc == -EAGAIN && sub > got)
                 break;
             if (rc == -EAGAIN) {

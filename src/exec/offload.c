@@ -174,7 +174,7 @@ static void op_remove(struct jg_future *f)
         jg_future_unref(f);     /* the queue's reference */
 }
 
-int jg_run_in_thread(void *(*fn)(void *), void *arg, void **result,
+int jg_run_in_thread(void **result, void *(*fn)(void *), void *arg,
                      int64_t timeout_ns)
 {
     struct jg_future *f;
@@ -287,7 +287,7 @@ int jg_getaddrinfo(const char *node, const char *service,
         rc = -ENOMEM;
         goto out;
     }
-    rc = jg_run_in_thread(gai_run, j, NULL, timeout_ns);
+    rc = jg_run_in_thread(NULL, gai_run, j, timeout_ns);
     if (rc == 0) {
         rc = map_eai(j->rc, j->err);
         if (rc == 0) {

@@ -178,9 +178,9 @@ int jg_process_join(struct jg_process *p, int64_t timeout_ns)
     return 0;
 }
 
-bool jg_process_alive(struct jg_process *p)
+int jg_process_alive(struct jg_process *p)
 {
-    return p && !try_reap(p);
+    return p ? !try_reap(p) : -EINVAL;
 }
 
 int jg_process_exitcode(struct jg_process *p, int *code)
@@ -258,10 +258,10 @@ int jg_process_kill(struct jg_process *p)
     return jg_process_signal(p, SIGKILL);
 }
 
-void jg_process_destroy(struct jg_process *p)
+int jg_process_destroy(struct jg_process *p)
 {
     if (!p)
-        return;
+        return -EINVAL;
     if (!try_reap(p)) {
         syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
         jg__child_reap(p->pidfd, true, &p->si);
@@ -270,4 +270,5 @@ void jg_process_destroy(struct jg_process *p)
     jg__sys_close(p->outfd);
     free(p->out);
     free(p);
+    return 0;
 }

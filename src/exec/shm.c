@@ -209,9 +209,9 @@ void *jg_shm_addr(const struct jg_shm *s)
     return s ? s->addr : NULL;
 }
 
-size_t jg_shm_size(const struct jg_shm *s)
+ssize_t jg_shm_size(const struct jg_shm *s)
 {
-    return s ? s->size : 0;
+    return s ? (ssize_t)s->size : -EINVAL;
 }
 
 int jg_shm_fd(const struct jg_shm *s)
@@ -226,7 +226,7 @@ static void shm_release(struct jg_shm *s)
     free(s);
 }
 
-int jg_shm_close(struct jg_shm *s)
+int jg_shm_destroy(struct jg_shm *s)
 {
     if (!s)
         return -EINVAL;
@@ -642,7 +642,7 @@ int jg_shmq_create(struct jg_shmq **out, size_t capacity)
         goto err_shm;
     return 0;
 err_shm:
-    jg_shm_close(s);
+    jg_shm_destroy(s);
     return rc;
 }
 
@@ -676,16 +676,16 @@ int jg_shmq_fd(const struct jg_shmq *q)
     return q ? q->shm->fd : -EINVAL;
 }
 
-size_t jg_shmq_max_msg(const struct jg_shmq *q)
+ssize_t jg_shmq_max_msg(const struct jg_shmq *q)
 {
-    return q ? (size_t)(q->cap - Q_LEN) : 0;
+    return q ? (ssize_t)(q->cap - Q_LEN) : -EINVAL;
 }
 
-int jg_shmq_close(struct jg_shmq *q)
+int jg_shmq_destroy(struct jg_shmq *q)
 {
     if (!q)
         return -EINVAL;
-    int rc = jg_shm_close(q->shm);
+    int rc = jg_shm_destroy(q->shm);
     free(q);
     return rc;
 }

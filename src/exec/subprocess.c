@@ -388,7 +388,7 @@ int jg_subprocess_wait(struct jg_subprocess *p, int *status,
         return -ECANCELED;
     if (timeout_ns == 0) {
         rc = try_reap(p);
-        rc = rc == 0 ? -EAGAIN : rc < 0 ? rc : 0;
+        rc = rc == 0 ? -ETIMEDOUT : rc < 0 ? rc : 0;
     } else {
         rc = wait_until(p, jg__deadline_after(timeout_ns));
     }
@@ -520,8 +520,9 @@ static void hand_over(struct obuf *b, bool piped, char **data, size_t *len)
     *b = (struct obuf){ 0 };
 }
 
-int jg_subprocess_communicate(struct jg_subprocess *p, const void *in,
-                              size_t in_len, struct jg_subprocess_output *res,
+int jg_subprocess_communicate(struct jg_subprocess *p,
+                              struct jg_subprocess_output *res,
+                              const void *in, size_t in_len,
                               int64_t timeout_ns)
 {
     int rc = 0;
@@ -547,7 +548,7 @@ int jg_subprocess_communicate(struct jg_subprocess *p, const void *in,
             continue;
         /* Nothing moved: every live pipe would block. */
         if (timeout_ns == 0) {
-            rc = -EAGAIN;
+            rc = -ETIMEDOUT;
             goto out;
         }
         if ((rc = wait_pipes(p, deadline)) < 0)
@@ -555,7 +556,7 @@ int jg_subprocess_communicate(struct jg_subprocess *p, const void *in,
     }
     rc = timeout_ns == 0 ? try_reap(p) : wait_until(p, deadline);
     if (rc == 0 && timeout_ns == 0)
-        rc = -EAGAIN;
+        rc = -ETIMEDOUT;
     if (rc > 0)
         rc = 0;
 out:
@@ -575,19 +576,20 @@ out:
     return 0;
 }
 
-void jg_subprocess_output_free(struct jg_subprocess_output *res)
+int jg_subprocess_output_destroy(struct jg_subprocess_output *res)
 {
     if (!res)
-        return;
+        return -EINVAL;
     free(res->out);
     free(res->err);
     *res = (struct jg_subprocess_output){ 0 };
+    return 0;
 }
 
-int jg_subprocess_run(const char *const argv[],
+int jg_subprocess_run(struct jg_subprocess_output *res,
+                      const char *const argv[],
                       const struct jg_subprocess_opts *o, const void *in,
-                      size_t in_len, struct jg_subprocess_output *res,
-                      int64_t timeout_ns)
+                      size_t in_len, int64_t timeout_ns)
 {
     struct jg_subprocess *p;
     int rc;
@@ -598,13 +600,13 @@ int jg_subprocess_run(const char *const argv[],
         return -EINVAL;
     if ((rc = jg_subprocess_spawn(&p, argv, o)) < 0)
         return rc;
-    rc = jg_subprocess_communicate(p, in, in_len, res, timeout_ns);
+    rc = jg_subprocess_communicate(p, res, in, in_len, timeout_ns);
     /* free kills and reaps a child still running (timeout, error). */
-    jg_subprocess_free(p);
+    jg_subprocess_destroy(p);
     return rc;
 }
 
-int jg_subprocess_free(struct jg_subprocess *p)
+int jg_subprocess_destroy(struct jg_subprocess *p)
 {
     if (!p)
         return -EINVAL;

@@ -325,7 +325,7 @@ static int complete(struct jg_future *f, int state, int code, void *value,
     jg__unlock(&f->lock);
     for (; c; c = next) {
         next = c->next;
-        c->cb(f, c->arg);
+        c->cb(c->arg, f);
         free(c);
     }
     return 0;
@@ -409,7 +409,7 @@ int jg_future_add_done_callback(struct jg_future *f, jg_future_cb cb,
     if (!f || !cb)
         return -EINVAL;
     if (jg__future_done(f)) {
-        cb(f, arg);
+        cb(arg, f);
         return 0;
     }
     c = malloc(sizeof(*c));
@@ -424,7 +424,7 @@ int jg_future_add_done_callback(struct jg_future *f, jg_future_cb cb,
         /* Completed between the check and the lock: run it here. */
         jg__unlock(&f->lock);
         free(c);
-        cb(f, arg);
+        cb(arg, f);
         return 0;
     }
     *f->cbs_tail = c;
@@ -723,7 +723,7 @@ struct mnode {
 struct mwait {
     struct fwait w;             /* first: fwait_release frees the block */
     _Atomic size_t left;        /* completions still needed for ALL */
-    int mode;
+    enum jg_wait_mode mode;
     struct mnode nodes[];
 };
 
@@ -748,8 +748,8 @@ static void mnode_fn(struct jg__fnode *n, struct jg_future *f)
 }
 
 /* Completed futures in fs, and whether the mode's condition holds. */
-static size_t wait_scan(struct jg_future *const *fs, size_t n, int mode,
-                        bool *holds)
+static size_t wait_scan(struct jg_future *const *fs, size_t n,
+                        enum jg_wait_mode mode, bool *holds)
 {
     size_t done = 0;
     bool err = false;
@@ -769,7 +769,7 @@ static size_t wait_scan(struct jg_future *const *fs, size_t n, int mode,
     return done;
 }
 
-int jg_wait(struct jg_future *const *fs, size_t n, int mode,
+int jg_wait(struct jg_future *const *fs, size_t n, enum jg_wait_mode mode,
             int64_t timeout_ns)
 {
     struct jg_green *g;
@@ -948,10 +948,10 @@ int jg_as_completed_next(struct jg_as_completed *it, struct jg_future **f,
     return rc < 0 ? rc : -ETIMEDOUT;
 }
 
-void jg_as_completed_destroy(struct jg_as_completed *it)
+int jg_as_completed_destroy(struct jg_as_completed *it)
 {
     if (!it)
-        return;
+        return -EINVAL;
     for (size_t i = 0; i < it->n; i++) {
         jg__future_node_del(it->fs[i], &it->nodes[i].node);
         jg_future_unref(it->fs[i]);
@@ -960,6 +960,7 @@ void jg_as_completed_destroy(struct jg_as_completed *it)
     free(it->ready);
     free(it->nodes);
     free(it);
+    return 0;
 }
 
 /* ---- futures of green threads -------------------------------------------- */

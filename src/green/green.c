@@ -14,7 +14,7 @@
 /* The largest stack a spawn may ask for. */
 #define STACK_MAX ((size_t)1 << 30)
 
-size_t jg_default_stack_size(void)
+size_t jg_stack_size_default(void)
 {
     return jg__stack_default_size();
 }
@@ -291,7 +291,7 @@ int jg_state(const struct jg_green *g)
     return g->state;
 }
 
-const char *jg_state_name(int state)
+const char *jg_state_name(enum jg_green_state state)
 {
     static const char *const names[] = {
         [JG_GREEN_NEW] = "new", [JG_GREEN_READY] = "ready",
@@ -299,7 +299,7 @@ const char *jg_state_name(int state)
         [JG_GREEN_PARKED] = "parked", [JG_GREEN_DONE] = "done",
     };
 
-    if (state < 0 || (size_t)state >= JG_ARRAY_SIZE(names))
+    if ((int)state < 0 || (size_t)state >= JG_ARRAY_SIZE(names))
         return "unknown";
     return names[state];
 }

@@ -261,10 +261,19 @@ ssize_t jg_read(int fd, void *buf, size_t n, int64_t timeout_ns)
     return read_loop(fd, buf, n, NULL, 0, timeout_ns);
 }
 
+/* As readv(2)/writev(2): a count within IOV_MAX, a total within
+ * SSIZE_MAX (the count returned must fit). */
 static int iov_check(const struct iovec *iov, int cnt)
 {
+    size_t total = 0;
+
     if (cnt < 0 || cnt > IOV_MAX || (!iov && cnt))
         return -EINVAL;
+    for (int i = 0; i < cnt; i++) {
+        if (iov[i].iov_len > SSIZE_MAX - total)
+            return -EINVAL;
+        total += iov[i].iov_len;
+    }
     return 0;
 }
 
@@ -391,8 +400,8 @@ static ssize_t write_once(int fd, int kind, const void *buf, size_t n,
  * a partly written element is finished with a plain write of its rest, so
  * the caller's iovec array is never copied or modified.
  */
-static int write_all(int fd, const struct iovec *iov, int cnt, size_t *done,
-                     int64_t timeout_ns)
+static ssize_t write_all(int fd, const struct iovec *iov, int cnt,
+                         size_t *done, int64_t timeout_ns)
 {
     struct wait w = { timeout_ns, 0 };
     bool relearned = false;
@@ -443,16 +452,16 @@ static int write_all(int fd, const struct iovec *iov, int cnt, size_t *done,
 out:
     if (done)
         *done = total;
-    return rc;
+    return rc < 0 ? rc : (ssize_t)total;
 }
 
-int jg_write(int fd, const void *buf, size_t n, size_t *done,
-             int64_t timeout_ns)
+ssize_t jg_write(int fd, const void *buf, size_t n, size_t *done,
+                 int64_t timeout_ns)
 {
     struct iovec v = { (void *)buf, n };
     int rc = check(timeout_ns);
 
-    if (rc == 0 && !buf && n)
+    if (rc == 0 && ((!buf && n) || n > SSIZE_MAX))
         rc = -EINVAL;
     if (rc < 0) {
         if (done)
@@ -462,8 +471,8 @@ int jg_write(int fd, const void *buf, size_t n, size_t *done,
     return write_all(fd, &v, 1, done, timeout_ns);
 }
 
-int jg_writev(int fd, const struct iovec *iov, int iovcnt, size_t *done,
-              int64_t timeout_ns)
+ssize_t jg_writev(int fd, const struct iovec *iov, int iovcnt, size_t *done,
+                  int64_t timeout_ns)
 {
     int rc = check(timeout_ns);
 

@@ -445,7 +445,7 @@ static void emit(const struct report *rep, jg_monitor_fn fn, void *arg)
     int n;
 
     if (fn) {
-        fn(rep->name, rep->elapsed, rep->frames, rep->nframes, arg);
+        fn(arg, rep->name, rep->elapsed, rep->frames, rep->nframes);
         return;
     }
     n = snprintf(line, sizeof line,

@@ -17,7 +17,7 @@
 struct jg_hub;
 
 /* Bumped whenever either table or struct jg_hub's head changes shape. */
-#define JG__PATCH_ABI 2
+#define JG__PATCH_ABI 3
 
 
 /* What the runtime offers the preload library (runtime.c fills it). */
@@ -40,7 +40,7 @@ struct jg__patch_rt {
     void (*fd_closing)(int fd);
     /* A fresh fd with this number: the loop drops an old belief. */
     void (*fd_fresh)(int fd);
-    int (*run_in_thread)(void *(*fn)(void *), void *arg, void **result,
+    int (*run_in_thread)(void **result, void *(*fn)(void *), void *arg,
                          int64_t timeout_ns);
     int (*getaddrinfo)(const char *node, const char *service,
                        const struct addrinfo *hints, struct addrinfo **res,

@@ -489,7 +489,7 @@ static int spawn_sh(struct spawn_job *j)
     j->rc = -1;
     pthread_sigmask(SIG_BLOCK, NULL, &j->mask);
     if (jg__pl_green())
-        r = jg__pl_rt->run_in_thread(spawn_run, j, NULL, -1);
+        r = jg__pl_rt->run_in_thread(NULL, spawn_run, j, -1);
     if (r == -EPERM || r == -ENOMEM || r == -EAGAIN) {
         /* No pool (or a plain thread): here, as libc would. */
         spawn_now(j);

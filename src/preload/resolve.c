@@ -124,7 +124,7 @@ static int offload(struct job *j)
 
     j->err = errno;
     j->herr = h_errno;
-    rc = jg__pl_rt->run_in_thread(run_job, j, NULL, JG_FOREVER);
+    rc = jg__pl_rt->run_in_thread(NULL, run_job, j, JG_FOREVER);
     if (rc == -ECANCELED || rc == -ETIMEDOUT)
         return rc;
     if (rc < 0)

@@ -459,9 +459,9 @@ static inline bool peer_thread_blocked(pid_t tid, long *nr_out)
            true;
 }
 
-static inline void peer_on_report(const char *name, int64_t elapsed,
-                                  void *const *frames, int nframes,
-                                  void *arg)
+static inline void peer_on_report(void *arg, const char *name,
+                                  int64_t elapsed, void *const *frames,
+                                  int nframes)
 {
     int asleep = 0;
     long nr = -1;
