@@ -15,12 +15,17 @@ cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 lib=$(find "$tmp/prefix" -name 'libjuggle.so.*.*' | head -n 1)
 [ -n "$lib" ] || { echo "check-install: no libjuggle.so installed"; exit 1; }
 soname=$(readelf -d "$lib" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
-[ "$soname" = libjuggle.so.0 ] || { echo "check-install: SONAME '$soname'"; exit 1; }
+# Before 1.0 the SONAME carries the minor version (CMakeLists.txt).
+want=$(sed -n 's/^#define JG_VERSION_\(MAJOR\|MINOR\) \([0-9]*\).*/\2/p' \
+    "$src/include/juggle/common.h" | paste -sd. -)
+case $want in 0.*) ;; *) want=${want%%.*} ;; esac
+[ "$soname" = "libjuggle.so.$want" ] ||
+    { echo "check-install: SONAME '$soname', want libjuggle.so.$want"; exit 1; }
 [ -f "$(dirname "$lib")/libjuggle.a" ] || { echo "check-install: no libjuggle.a"; exit 1; }
 
 # Only jg_* may leave the shared library.
 leaked=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^jg_' \
-    | grep -v '^JUGGLE_0$' || true)
+    | grep -v '^JUGGLE_' || true)
 if [ -n "$leaked" ]; then
     echo "check-install: exported beyond jg_*:"; echo "$leaked"; exit 1
 fi

@@ -31,7 +31,7 @@ struct jg__list {
 
 /* The version of these headers; jg_version() gives the library's. */
 #define JG_VERSION_MAJOR 0
-#define JG_VERSION_MINOR 1
+#define JG_VERSION_MINOR 2
 #define JG_VERSION_PATCH 0
 
 /* Durations and deadlines are nanoseconds on CLOCK_MONOTONIC. The unit is
