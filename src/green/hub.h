@@ -103,7 +103,10 @@ struct jg_green {
 };
 
 struct jg_hub {
-    struct jg_green *current;   /* running green thread (first: hot) */
+    /* The head the preload library reads (struct jg__hub_head in
+     * patch/abi.h; patch/runtime.c asserts the layout): first, hot. */
+    struct jg_green *current;   /* running green thread */
+    struct jg_green *hub_g;     /* the hub's own context */
     /* Bumped with every change of `current` (jg__set_current), beside it
      * on the hot line: the watchdog (monitor.c) tells from it that the
      * green thread holding the hub handed the CPU on, also when it went
@@ -112,7 +115,6 @@ struct jg_hub {
     _Atomic uint64_t switches;
     int *errno_loc;             /* this thread's errno */
     struct jg__list ready;      /* READY green threads, FIFO */
-    struct jg_green *hub_g;     /* the hub's own context */
     struct jg_green *main_g;    /* the thread's original context */
     struct jg_green *zombie;    /* finished; its stack is freed next */
     struct jg_green *forsaken;  /* old mains of forked children, DONE,

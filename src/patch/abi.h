@@ -14,22 +14,32 @@
 
 #include "iofd.h"
 
-struct jg_hub;
+struct jg_green;
 
-/* Bumped whenever either table or struct jg_hub's head changes shape. */
+/*
+ * All the preload library reads of a hub: struct jg_hub (green/hub.h)
+ * starts with these fields, in this order (runtime.c asserts it), and the
+ * preload library sees nothing else of it.
+ */
+struct jg__hub_head {
+    struct jg_green *current;   /* the running green thread */
+    struct jg_green *hub_g;     /* the hub's own context */
+};
+
+/* Bumped whenever either table or struct jg__hub_head changes shape. */
 #define JG__PATCH_ABI 3
 
 
 /* What the runtime offers the preload library (runtime.c fills it). */
 struct jg__patch_rt {
     uint32_t abi;               /* JG__PATCH_ABI */
-    uint32_t hub_size;          /* sizeof(struct jg_hub) of this build */
+    uint32_t head_size;         /* sizeof(struct jg__hub_head) */
     /* &jg__tls_hub minus the thread pointer: the same for every thread,
      * since the variable is initial-exec TLS (static TLS block).
      * JG__PATCH_NO_TP where no thread-pointer builtin exists. */
     long tls_hub_off;
     /* The calling thread's hub or NULL, never creating one. */
-    struct jg_hub *(*hub)(void);
+    struct jg__hub_head *(*hub)(void);
     /* jg__wait_fd_until: > 0 events, -ETIMEDOUT, -ECANCELED, -EBADF, -EPERM */
     int (*wait_fd)(int fd, uint32_t events, int64_t deadline);
     /* Park the calling green thread until deadline (absolute ns). */

@@ -26,9 +26,15 @@ static const struct jg__patch_pl *pl;
 /* -1: not set by jg_patch_enable yet (JG_PATCH decides at attach). */
 static _Atomic int wanted = -1;
 
-static struct jg_hub *rt_hub(void)
+_Static_assert(offsetof(struct jg_hub, current) ==
+               offsetof(struct jg__hub_head, current) &&
+               offsetof(struct jg_hub, hub_g) ==
+               offsetof(struct jg__hub_head, hub_g),
+               "struct jg_hub must start with struct jg__hub_head");
+
+static struct jg__hub_head *rt_hub(void)
 {
-    return jg__tls_hub;
+    return (struct jg__hub_head *)(void *)jg__tls_hub;
 }
 
 static int rt_sleep_until(int64_t deadline)
@@ -64,7 +70,7 @@ static void attach(void)
 {
     static struct jg__patch_rt rt = {
         .abi = JG__PATCH_ABI,
-        .hub_size = sizeof(struct jg_hub),
+        .head_size = sizeof(struct jg__hub_head),
         .tls_hub_off = JG__PATCH_NO_TP,
         .hub = rt_hub,
         .wait_fd = jg__wait_fd_until,

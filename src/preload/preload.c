@@ -216,7 +216,7 @@ PL_EXPORT const struct jg__patch_pl *jg__preload_attach(
     const struct jg__patch_rt *rt)
 {
     if (!rt || rt->abi != JG__PATCH_ABI ||
-        rt->hub_size != sizeof(struct jg_hub)
+        rt->head_size != sizeof(struct jg__hub_head)
 #if JG_ARCH_HAS_TP
         || rt->tls_hub_off == JG__PATCH_NO_TP
 #endif

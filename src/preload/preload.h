@@ -17,7 +17,7 @@
 #include <sys/types.h>
 
 #include "arch/tp.h"
-#include "hub.h"
+#include "internal.h"
 #include "patch/abi.h"
 
 /* An interposed libc name: default visibility, no version node. */
@@ -77,11 +77,11 @@ JG_HIDDEN extern _Atomic int jg__pl_on;
 JG_HIDDEN extern long jg__pl_tls_off;
 
 /* The calling thread's hub (NULL if none); only once a runtime attached. */
-static inline struct jg_hub *jg__pl_hub(void)
+static inline struct jg__hub_head *jg__pl_hub(void)
 {
 #if JG_ARCH_HAS_TP
     /* The runtime always gives the offset on these (attach checks). */
-    return *(struct jg_hub *const *)(
+    return *(struct jg__hub_head *const *)(
         (char *)__builtin_thread_pointer() + jg__pl_tls_off);
 #else
     return jg__pl_rt->hub();
@@ -105,13 +105,13 @@ static inline bool jg__pl_in_handler(void)
  * with the patch off. This is the whole pass-through cost: no system
  * call, lock or read-modify-write.
  */
-static inline struct jg_hub *jg__pl_green(void)
+static inline struct jg__hub_head *jg__pl_green(void)
 {
     if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire))
         return NULL;
     if (jg__pl_in_handler())
         return NULL;
-    struct jg_hub *h = jg__pl_hub();
+    struct jg__hub_head *h = jg__pl_hub();
     if (!h || h->current == h->hub_g)
         return NULL;
     return h;

@@ -85,7 +85,7 @@ NO_SAN static const void *running(void)
 {
     if (!atomic_load_explicit(&jg__pl_on, memory_order_acquire))
         return NULL;
-    struct jg_hub *h = jg__pl_hub();
+    struct jg__hub_head *h = jg__pl_hub();
     return h ? h->current : NULL;
 }
 
