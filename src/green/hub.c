@@ -7,6 +7,7 @@
  * Invariant: only the hub's own OS thread touches the hub and its green
  * threads; other threads reach it through the loop's inbox (jg__wake_remote).
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -163,7 +164,7 @@ static void release_stack(struct jg_hub *h, struct jg_green *g)
             h->shared_owner = NULL;
         free(g->saved);
         g->saved = NULL;
-        g->saved_len = g->saved_cap = 0;
+        g->saved_len = 0;
     } else if (g->stack) {
         /* Kept whatever the pool's bound: a burst of spawns reuses the
          * stacks of the last one. The excess is unmapped when the hub
@@ -264,14 +265,13 @@ static void save_out(struct jg_hub *h, struct jg_green *g)
     if (sp < (char *)h->shared->base)
         sp = h->shared->base;
     n = (size_t)(top - sp);
-    if (n > g->saved_cap) {
+    if (n > g->saved_len && n > malloc_usable_size(g->saved)) {
         /* Exact size, not doubled: idle sliced green threads are the
          * reason this model exists, and their memory is what counts. */
         void *p = realloc(g->saved, n);
         if (!p)
             JG_PANIC("out of memory saving a sliced stack (%zu bytes)", n);
         g->saved = p;
-        g->saved_cap = (uint32_t)n;
     }
     copy_bytes(g->saved, sp, n);
     g->saved_len = (uint32_t)n;

@@ -83,9 +83,11 @@ struct jg_green {
     struct jg_green *parent;
     struct jg__clause *joiner;  /* the jg_join waiting for us */
     struct jg__stack *stack;    /* dedicated stack, or the shared one */
-    /* Sliced stacks: the used part, copied out while another runs. */
+    /* Sliced stacks: the used part, copied out while another runs (the
+     * buffer's capacity is malloc_usable_size's: no field for it). */
     void *saved;
-    uint32_t saved_len, saved_cap;
+    uint32_t saved_len;
+    int saved_errno;            /* see JG__G_ERRNO */
     int64_t deadline;           /* effective deadline (scopes), INT64_MAX */
     struct jg__waiter *waiters; /* run when it finishes */
     void **locals;              /* green-local storage (sync layer) */
@@ -93,7 +95,6 @@ struct jg_green {
     struct jg_io io;            /* jg_wait_fd's watcher */
     char *name;                 /* NULL: "green-<id>" made on demand */
     uint64_t id;
-    int saved_errno;            /* see JG__G_ERRNO */
 #if JG_ASAN
     void *asan_fake;
 #endif
@@ -101,6 +102,17 @@ struct jg_green {
     void *tsan_fiber;
 #endif
 };
+
+/*
+ * A parked sliced green thread costs its descriptor (a malloc chunk of
+ * sizeof + 8, in steps of 16) plus its saved frames, and BENCHMARKS.md
+ * holds that to 640 bytes: 8 more bytes here cost 16 per green thread and
+ * broke it once. Grow it only by taking room from another field.
+ */
+#if defined(JG_SWITCH_ASM) && !JG_ASAN && !JG_TSAN && UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(struct jg_green) <= 296,
+               "struct jg_green grew past its 296-byte budget");
+#endif
 
 struct jg_hub {
     /* The head the preload library reads (struct jg__hub_head in
