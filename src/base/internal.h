@@ -141,6 +141,18 @@ static inline int64_t jg__deadline_after(int64_t timeout_ns)
     return now + timeout_ns;
 }
 
+/* What is left of an absolute deadline as a timeout: JG_FOREVER for
+ * none, 0 once it has passed. */
+static inline int64_t jg__deadline_left(int64_t deadline)
+{
+    int64_t left;
+
+    if (deadline == INT64_MAX)
+        return JG_FOREVER;
+    left = deadline - jg_now();
+    return left > 0 ? left : 0;
+}
+
 /* Block every signal in the calling thread (juggle's own threads do). */
 JG_HIDDEN void jg__block_all_signals(void);
 

@@ -235,16 +235,6 @@ static int backoff(void)
     return 0;
 }
 
-static int64_t left_of(int64_t deadline)
-{
-    int64_t left;
-
-    if (deadline == INT64_MAX)
-        return JG_FOREVER;
-    left = deadline - jg_now();
-    return left > 0 ? left : 0;
-}
-
 int jg_executor_map(struct jg_executor *ex, const char *name,
                     const void *items, size_t in_size, size_t n,
                     void *results, size_t out_size, size_t chunk,
@@ -327,7 +317,7 @@ int jg_executor_map(struct jg_executor *ex, const char *name,
             const void *p;
             size_t len;
 
-            rc = jg_future_bytes(fs[got], &p, &len, left_of(deadline));
+            rc = jg_future_bytes(fs[got], &p, &len, jg__deadline_left(deadline));
             if (rc < 0)
                 goto out;
             if (len != cnt * out_size) {

@@ -7,7 +7,6 @@
  * thread and no pid is ever signalled after it could be reused.
  */
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -18,6 +17,7 @@
 #include "executor.h"
 #include "forkserver.h"
 #include "hub.h"
+#include "iofd.h"
 #include "sys.h"
 
 struct jg_process {
@@ -148,32 +148,24 @@ static bool try_reap(struct jg_process *p)
 
 int jg_process_join(struct jg_process *p, int64_t timeout_ns)
 {
+    struct jg__pollfd pf;
+    int64_t deadline;
+    int rc;
+
     if (!p || !jg__timeout_ok(timeout_ns))
         return -EINVAL;
-    int64_t deadline = jg__deadline_after(timeout_ns);
+    pf = (struct jg__pollfd){ p->pidfd, JG_READ };
+    deadline = jg__deadline_after(timeout_ns);
+    /* The pidfd is readable once the child has exited: a thread with a
+     * hub parks the caller, a plain one polls (jg__poll_any). */
     while (!try_reap(p)) {
-        int64_t left = -1;
-        if (deadline != INT64_MAX) {
-            left = deadline - jg_now();
-            if (left <= 0)
-                return -ETIMEDOUT;
-        }
-        int rc;
-        if (jg__tls_hub) {
-            /* A thread with a hub: park only the calling green thread. */
-            rc = jg_wait_fd(p->pidfd, JG_READ,
-                            left < 0 ? JG_FOREVER : left);
-            if (rc == -ETIMEDOUT || rc == -EAGAIN)
-                continue;       /* the loop re-checks and reports it */
-            if (rc < 0)
-                return rc;
-        } else {
-            struct pollfd pfd = { p->pidfd, POLLIN, 0 };
-            int ms = left < 0 ? -1 : (int)((left + 999999) / 1000000);
-            rc = jg__sys_poll(&pfd, 1, ms);
-            if (rc < 0 && errno != EINTR)
-                return -errno;
-        }
+        if (timeout_ns == 0)
+            return -ETIMEDOUT;
+        rc = jg__poll_any(&pf, 1, deadline);
+        if (rc == -ETIMEDOUT)
+            return try_reap(p) ? 0 : rc;
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }

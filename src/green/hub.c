@@ -753,12 +753,8 @@ int jg__wait_fd_until(int fd, uint32_t events, int64_t deadline)
     uint32_t gen;
     int rc;
 
-    if (!g)
-        return -ENOMEM;
-    if (!jg__may_park(g->hub, g))
-        return -EPERM;
-    if (jg__killed(g))
-        return -ECANCELED;
+    if ((rc = jg__park_check(g)) < 0)
+        return rc;
     jg_io_init(&g->io, fd_wait_cb, fd, events);
     rc = jg_io_start(&g->hub->loop, &g->io);
     if (rc < 0)

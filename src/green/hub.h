@@ -266,6 +266,20 @@ static inline bool jg__killed(const struct jg_green *g)
     return g->flags & JG__G_CANCELLED;
 }
 
+/*
+ * The checks before g, the caller, parks on something of its own making
+ * (fd waits): 0, -ENOMEM (no g: no hub could be made), -EPERM (a loop
+ * callback or the hub), -ECANCELED (g was killed; sticky).
+ */
+static inline int jg__park_check(const struct jg_green *g)
+{
+    if (!g)
+        return -ENOMEM;
+    if (!jg__may_park(g->hub, g))
+        return -EPERM;
+    return jg__killed(g) ? -ECANCELED : 0;
+}
+
 /* Whether the caller is a green thread that was killed (no hub: no).
  * Reads no more than a thread-local and the running descriptor. */
 static inline bool jg__self_killed(void)

@@ -36,12 +36,8 @@ int jg__poll_wait_until(const struct jg__pollfd *fds, int n,
     struct node *nodes;
     int started = 0, rc = 0;
 
-    if (!g)
-        return -ENOMEM;
-    if (!jg__may_park(g->hub, g))
-        return -EPERM;
-    if (jg__killed(g))
-        return -ECANCELED;
+    if ((rc = jg__park_check(g)) < 0)
+        return rc;
     if (n <= 0 || !fds)
         return -EINVAL;
     nodes = malloc(sizeof(*nodes) * (size_t)n);

@@ -129,17 +129,6 @@ int jg_tcp_listen(const char *host, int port)
     return listen_on(&a, (socklen_t)len);
 }
 
-/* What is left of a deadline as a timeout (0 once it has passed). */
-static int64_t left_of(int64_t deadline)
-{
-    int64_t left;
-
-    if (deadline == INT64_MAX)
-        return JG_FOREVER;
-    left = deadline - jg_now();
-    return left > 0 ? left : 0;
-}
-
 /*
  * Dial a name: resolve it on the offload pool (only the calling green
  * thread waits) and try each address in the resolver's order until one
@@ -170,7 +159,7 @@ static int dial_name(const char *host, int port, int64_t timeout_ns)
             a.in4.sin_port = htons((uint16_t)port);
         else
             a.in6.sin6_port = htons((uint16_t)port);
-        rc = dial(&a, ai->ai_addrlen, left_of(deadline));
+        rc = dial(&a, ai->ai_addrlen, jg__deadline_left(deadline));
         /* Stop on success, and on errors no other address can cure. */
         if (rc >= 0 || rc == -ECANCELED || rc == -ETIMEDOUT)
             break;

@@ -574,17 +574,10 @@ int jg_group_map(struct jg_group *grp, jg_green_fn fn, void *const *args,
     for (size_t i = 0; i < n; i++)
         results[i] = JG_ERR(-ECANCELED);
     for (;;) {
-        int64_t left = INT64_MAX;
         size_t idx;
         void *r;
 
-        if (deadline != INT64_MAX) {
-            left = deadline - jg_now();
-            if (left < 0)
-                left = 0;
-        }
-        rc = jg_imap_next(it, &idx, &r, left == INT64_MAX ? JG_FOREVER
-                                                          : left);
+        rc = jg_imap_next(it, &idx, &r, jg__deadline_left(deadline));
         if (rc <= 0)
             break;
         results[idx] = r;
