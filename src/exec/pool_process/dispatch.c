@@ -89,8 +89,9 @@ bool jg__pp_dispatch(struct pool *p)
     unsigned dmax = depth(p);
     int64_t now = 0;
 
-    while (p->pending.head) {
-        struct ptask *t = p->pending.head;
+    struct ptask *t;
+
+    while ((t = jg__pp_tq_first(&p->pending))) {
         if (p->broken) {
             jg__pp_tq_pop(&p->pending);
             jg__pp_task_fail(p, t, p->broken, p->broken_msg);
@@ -304,7 +305,7 @@ bool jg__pp_drain(struct pool *p, struct worker *w)
             else
                 w->inited = true;
         } else {
-            struct ptask *t = w->flight.head;
+            struct ptask *t = jg__pp_tq_first(&w->flight);
             if (!t || t->id != r->id) {
                 bad = true;
                 break;

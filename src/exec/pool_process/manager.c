@@ -125,7 +125,7 @@ static void worker_died(struct pool *p, struct worker *w)
         jg__describe_exit(msg, sizeof(msg), "", &si);
         jg__pp_set_broken(p, -ECHILD, msg, strlen(msg));
     }
-    struct ptask *t = w->flight.head;
+    struct ptask *t = jg__pp_tq_first(&w->flight);
     uint64_t cur = atomic_load_explicit(&w->pg->cur_id, memory_order_acquire);
     if (t && t->id == cur) {
         /* The one task it held fails; the rest go back to pending. */
@@ -140,13 +140,9 @@ static void worker_died(struct pool *p, struct worker *w)
             jg__pp_task_fail(p, t, -ECHILD, msg);
         }
     }
-    while ((t = w->flight.tail)) {
-        w->flight.tail = t->prev;
-        if (t->prev)
-            t->prev->next = NULL;
-        else
-            w->flight.head = NULL;
-        w->flight.n--;
+    /* Newest first to the front: pending gets them in their order. */
+    while ((t = jg__pp_tq_last(&w->flight))) {
+        jg__pp_tq_remove(&w->flight, t);
         jg__pp_tq_push_front(&p->pending, t);
     }
     worker_close(p, w);
@@ -161,7 +157,7 @@ static int64_t check_timeouts(struct pool *p)
 
     for (int i = 0; i < p->nworkers; i++) {
         struct worker *w = &p->w[i];
-        struct ptask *t = w->flight.head;
+        struct ptask *t = jg__pp_tq_first(&w->flight);
         if (!w->alive || !t || w->killed_for)
             continue;
         /* id, start, id again: a consistent pair, or the task moved on. */
@@ -254,17 +250,18 @@ static bool take_inbox(struct pool *p)
 
 static void cancel_pending(struct pool *p)
 {
-    struct tq keep = { NULL, NULL, 0 };
-    struct ptask *t;
+    struct jg__list *e, *next;
 
-    while ((t = jg__pp_tq_pop(&p->pending))) {
+    for (e = p->pending.l.next; e != &p->pending.l; e = next) {
+        struct ptask *t = jg__pp_tq_at(e);
+
+        next = e->next;
         /* Re-queued tasks of a dead worker are RUNNING: they still run. */
-        if (!t->running && jg_future_cancel(t->f) == 0)
+        if (!t->running && jg_future_cancel(t->f) == 0) {
+            jg__pp_tq_remove(&p->pending, t);
             jg__pp_task_free(p, t);
-        else
-            jg__pp_tq_push(&keep, t);
+        }
     }
-    p->pending = keep;
 }
 
 static void stop_workers(struct pool *p)
@@ -355,7 +352,7 @@ void *jg__pp_manager(void *arg)
             if (p->w[i].alive)
                 progress |= jg__pp_drain(p, &p->w[i]);
         if (atomic_load_explicit(&p->cancel_req, memory_order_acquire) &&
-            p->pending.head)
+            p->pending.n)
             cancel_pending(p);
         progress |= jg__pp_dispatch(p);
         next = INT64_MAX;

@@ -148,6 +148,7 @@ int jg_process_pool_create(struct jg_executor **out,
     if (!p)
         return -ENOMEM;
     p->ex.ops = &process_ops;
+    jg__pp_tq_init(&p->pending);
     p->nworkers = d.workers;
     p->max_tasks = d.max_tasks_per_child;
     p->timeout_ns = d.task_timeout_ns;
@@ -160,6 +161,7 @@ int jg_process_pool_create(struct jg_executor **out,
     for (int i = 0; i < d.workers; i++) {
         p->w[i].idx = i;
         p->w[i].pidfd = p->w[i].sock = -1;
+        jg__pp_tq_init(&p->w[i].flight);
     }
     if (d.init_task && !(p->init_task = strdup(d.init_task)))
         goto err;

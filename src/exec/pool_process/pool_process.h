@@ -108,8 +108,8 @@ JG_HIDDEN _Noreturn void jg__pp_worker_main(const int *fds, int nfds);
 /* ---- the parent's state (dispatch.c, manager.c, pool.c) ---- */
 
 struct ptask {
-    struct ptask *next;         /* the inbox (a stack), then pending/flight */
-    struct ptask *prev;
+    struct ptask *next;         /* the inbox (a lock-free stack) */
+    struct jg__list link;       /* then on pending or one flight list */
     struct jg_future *f;
     uint64_t id;
     bool running;               /* set_running done (re-queued after death) */
@@ -119,47 +119,58 @@ struct ptask {
     char data[];                /* name, padded to 8, then payload */
 };
 
-/* A FIFO of ptasks (manager only). */
+/* A FIFO of ptasks (manager only): the library's list, with a count. */
 struct tq {
-    struct ptask *head, *tail;
+    struct jg__list l;
     size_t n;
 };
 
+static inline void jg__pp_tq_init(struct tq *q)
+{
+    jg__list_init(&q->l);
+    q->n = 0;
+}
+
+static inline struct ptask *jg__pp_tq_at(struct jg__list *e)
+{
+    return JG_CONTAINER_OF(e, struct ptask, link);
+}
+
+/* The oldest / newest task of q, or NULL. */
+static inline struct ptask *jg__pp_tq_first(struct tq *q)
+{
+    return jg__list_empty(&q->l) ? NULL : jg__pp_tq_at(q->l.next);
+}
+
+static inline struct ptask *jg__pp_tq_last(struct tq *q)
+{
+    return jg__list_empty(&q->l) ? NULL : jg__pp_tq_at(q->l.prev);
+}
+
 static inline void jg__pp_tq_push(struct tq *q, struct ptask *t)
 {
-    t->next = NULL;
-    t->prev = q->tail;
-    if (q->tail)
-        q->tail->next = t;
-    else
-        q->head = t;
-    q->tail = t;
+    jg__list_push_back(&q->l, &t->link);
     q->n++;
 }
 
 static inline void jg__pp_tq_push_front(struct tq *q, struct ptask *t)
 {
-    t->prev = NULL;
-    t->next = q->head;
-    if (q->head)
-        q->head->prev = t;
-    else
-        q->tail = t;
-    q->head = t;
+    jg__list_push_front(&q->l, &t->link);
     q->n++;
+}
+
+static inline void jg__pp_tq_remove(struct tq *q, struct ptask *t)
+{
+    jg__list_remove(&t->link);
+    q->n--;
 }
 
 static inline struct ptask *jg__pp_tq_pop(struct tq *q)
 {
-    struct ptask *t = q->head;
-    if (!t)
-        return NULL;
-    q->head = t->next;
-    if (q->head)
-        q->head->prev = NULL;
-    else
-        q->tail = NULL;
-    q->n--;
+    struct ptask *t = jg__pp_tq_first(q);
+
+    if (t)
+        jg__pp_tq_remove(q, t);
     return t;
 }
 
