@@ -7,7 +7,7 @@
 # spread over the pairs, and whether the new median lies within it or
 # below (BENCHMARKS.md: a 1.0x target counts as met within the anchor's
 # own spread). Lower is better for every figure these programs print.
-#   bench/compare/run-versus.sh OLD_BUILD NEW_BUILD
+#   bench/compare/versus.sh OLD_BUILD NEW_BUILD
 # OLD_BUILD is a Release build of the previous commit, e.g.
 #   git worktree add /tmp/old COMMIT
 #   cmake -S /tmp/old -B /tmp/old/b -DCMAKE_BUILD_TYPE=Release
