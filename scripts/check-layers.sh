@@ -10,8 +10,13 @@ set -eu
 build=${1:-build}
 mode=${2:-}
 top=$(cd "$(dirname "$0")/.." && pwd)
-# The order, bottom up; the same list as JG_LAYERS in CMakeLists.txt.
-layers="base arch stack loop green io sync future exec net monitor patch"
+# The order, bottom up, where it is written: JG_LAYERS in CMakeLists.txt
+# (the set(...) may span lines).
+layers=$(awk '/^set\(JG_LAYERS/ { on = 1 }
+              on { line = line " " $0; if ($0 ~ /\)/) exit }
+              END { sub(/.*set\(JG_LAYERS/, "", line); sub(/\).*/, "", line)
+                    print line }' "$top/CMakeLists.txt")
+[ -n "$layers" ] || { echo "check-layers: no JG_LAYERS in CMakeLists.txt"; exit 1; }
 
 rank() {
     i=0
