@@ -153,6 +153,16 @@ static inline int64_t jg__deadline_left(int64_t deadline)
     return left > 0 ? left : 0;
 }
 
+/*
+ * The CPUs this process may use (cpus.c): its affinity mask, lowered to a
+ * cgroup CPU quota rounded up and never below 2 (Go 1.25's rule). The
+ * parts, for tests: the tightest quota in CPUs of the cgroup hierarchy
+ * seen under root ("" for the real one; 0: none), and the rule itself.
+ */
+JG_HIDDEN int jg__cpus_available(void);
+JG_HIDDEN double jg__cpu_quota_at(const char *root);
+JG_HIDDEN int jg__cpus_pick(int affinity, double quota);
+
 /* Block every signal in the calling thread (juggle's own threads do). */
 JG_HIDDEN void jg__block_all_signals(void);
 
