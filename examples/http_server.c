@@ -2,11 +2,18 @@
 /*
  * http_server.c - an HTTP/1.1 "Hello, World!" server: one green thread per
  * connection, written as plain sequential code (read a request, write the
- * answer), all on one OS thread. Keep-alive, pipelining (every complete
- * request in a read is answered, and the answers go out in one write),
- * requests split across reads, and "Connection: close" are handled.
+ * answer). Keep-alive, pipelining (every complete request in a read is
+ * answered, and the answers go out in one write), requests split across
+ * reads, and "Connection: close" are handled.
  *
- *   http_server [port]     (default 8080; 0 picks a free port)
+ *   http_server [port] [--hubs N] [--accept reuseport|handoff]
+ *
+ * port: default 8080, 0 picks a free port. One hub (one OS thread) unless
+ * --hubs asks for more. With several, each hub runs on its own OS thread
+ * (started by hand here, until the runtime of issue 11 starts them), and
+ * connections reach them either through one SO_REUSEPORT listener per hub
+ * (the kernel spreads them; the default) or through one acceptor that hands
+ * each connection to the next hub over a pipe ("handoff").
  *
  * It prints "listening on port N" once ready and serves until killed. This
  * is the server of the HTTP benchmark (bench/compare/run-http.sh).
@@ -15,10 +22,14 @@
 #include <juggle.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define BODY "Hello, World!"
 #define HEAD "HTTP/1.1 200 OK\r\nServer: juggle\r\n" \
@@ -162,33 +173,166 @@ static void *serve(void *arg)
     return NULL;
 }
 
-int main(int argc, char **argv)
+/* Serve connection fd on this hub, in a detached green thread. */
+static void start_conn(int fd)
 {
-    int port = argc > 1 ? atoi(argv[1]) : 8080;
-    int lfd = jg_tcp_listen(NULL, port), one = 1;
+    int one = 1;
 
-    if (lfd < 0) {
-        fprintf(stderr, "listen on port %d: %s\n", port, jg_strerror(lfd));
-        return 1;
+    /* Answers are written whole: no need to wait for more data. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    int rc = jg_spawn(NULL, serve, (void *)(intptr_t)fd, NULL);
+    if (rc < 0) {
+        fprintf(stderr, "spawn: %s\n", jg_strerror(rc));
+        jg_close(fd);
     }
-    printf("listening on port %d\n", jg_sock_port(lfd));
-    fflush(stdout);
+}
 
-    /* The main context accepts; each connection gets a detached green
-     * thread. jg_accept parks main while no client is waiting, so the
-     * hub runs the connections meanwhile. */
+/* Accept on lfd forever, serving each connection on this hub. The calling
+ * context parks in jg_accept while no client waits, so the hub runs the
+ * connections meanwhile. */
+static void accept_loop(int lfd)
+{
     for (;;) {
         int fd = jg_accept(lfd, NULL, NULL, JG_FOREVER);
         if (fd < 0) {
             fprintf(stderr, "accept: %s\n", jg_strerror(fd));
             continue;           /* -EMFILE: jg_accept already backed off */
         }
-        /* Answers are written whole: no need to wait for more data. */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        int rc = jg_spawn(NULL, serve, (void *)(intptr_t)fd, NULL);
-        if (rc < 0) {
-            fprintf(stderr, "spawn: %s\n", jg_strerror(rc));
+        start_conn(fd);
+    }
+}
+
+/* A listener on port that other sockets may share (SO_REUSEPORT). */
+static int listen_shared(int port)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port) };
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        listen(fd, 4096) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+struct hub_arg {
+    int fd;                     /* its listener, or its handoff pipe */
+    bool handoff;
+};
+
+/* A handed-off hub: connections arrive as fd numbers on its pipe. */
+static void handoff_loop(int pfd)
+{
+    int fd;
+
+    while (jg_read(pfd, &fd, sizeof(fd), JG_FOREVER) == (ssize_t)sizeof(fd))
+        start_conn(fd);
+}
+
+/* One more hub: an OS thread whose hub serves what reaches it. */
+static void *hub_thread(void *p)
+{
+    struct hub_arg *a = p;
+
+    if (a->handoff)
+        handoff_loop(a->fd);
+    else
+        accept_loop(a->fd);
+    return NULL;
+}
+
+/* The acceptor of handoff mode: connection k goes to hub k mod n (hub 0
+ * is this one). A pipe write of an int is atomic (PIPE_BUF). */
+static void handoff_accept(int lfd, const int *pipes, int n)
+{
+    unsigned k = 0;
+
+    for (;;) {
+        int fd = jg_accept(lfd, NULL, NULL, JG_FOREVER);
+        if (fd < 0) {
+            fprintf(stderr, "accept: %s\n", jg_strerror(fd));
+            continue;
+        }
+        int i = (int)(k++ % (unsigned)n);
+        if (i == 0) {
+            start_conn(fd);
+        } else if (jg_write(pipes[i], &fd, sizeof(fd), NULL, JG_SEC(5)) !=
+                   (ssize_t)sizeof(fd)) {
             jg_close(fd);
         }
     }
+}
+
+/* Start hubs 1..n-1 on their own threads; 0 or -1 with a message. */
+static int start_hubs(int n, bool handoff, int port, int *pipes)
+{
+    for (int i = 1; i < n; i++) {
+        struct hub_arg *a = malloc(sizeof(*a));
+        pthread_t t;
+        int pf[2];
+
+        if (!a)
+            return -1;
+        a->handoff = handoff;
+        if (handoff) {
+            if (pipe2(pf, O_NONBLOCK | O_CLOEXEC) < 0)
+                return -1;
+            a->fd = pf[0];
+            pipes[i] = pf[1];
+        } else if ((a->fd = listen_shared(port)) < 0) {
+            fprintf(stderr, "listen on port %d: %s\n", port,
+                    jg_strerror(a->fd));
+            return -1;
+        }
+        if (pthread_create(&t, NULL, hub_thread, a) != 0)
+            return -1;
+        pthread_detach(t);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int port = 8080, hubs = 1, lfd;
+    bool handoff = false;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--hubs") && i + 1 < argc) {
+            hubs = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--accept") && i + 1 < argc) {
+            handoff = !strcmp(argv[++i], "handoff");
+        } else {
+            port = atoi(argv[i]);
+        }
+    }
+    if (hubs < 1 || hubs > 256) {
+        fprintf(stderr, "--hubs: 1 to 256\n");
+        return 2;
+    }
+    lfd = hubs > 1 && !handoff ? listen_shared(port)
+                               : jg_tcp_listen(NULL, port);
+    if (lfd < 0) {
+        fprintf(stderr, "listen on port %d: %s\n", port, jg_strerror(lfd));
+        return 1;
+    }
+    port = jg_sock_port(lfd);
+    int *pipes = calloc((size_t)hubs, sizeof(int));
+    if (!pipes || start_hubs(hubs, handoff, port, pipes) < 0) {
+        fprintf(stderr, "starting %d hubs failed\n", hubs);
+        return 1;
+    }
+    printf("listening on port %d\n", port);
+    fflush(stdout);
+    if (handoff && hubs > 1)
+        handoff_accept(lfd, pipes, hubs);
+    else
+        accept_loop(lfd);
 }

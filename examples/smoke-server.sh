@@ -3,16 +3,17 @@
 # Smoke test of a server example: start SERVER on a free port (it prints
 # "listening on port N"), run smoke_client MODE against it, then stop the
 # server by its PID. Fails if the server does not start, the client fails,
-# or the server died during the test.
-#   smoke-server.sh SERVER CLIENT MODE
+# or the server died during the test. ARGS go to the server after the port.
+#   smoke-server.sh SERVER CLIENT MODE [ARGS...]
 set -u
 server=$1
 client=$2
 mode=$3
+shift 3
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
-"$server" 0 >"$tmp/out" 2>"$tmp/err" &
+"$server" 0 "$@" >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 port=""
 tries=0
