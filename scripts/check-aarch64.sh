@@ -44,4 +44,4 @@ echo "== aarch64: unit tests under qemu-aarch64"
 cd "$build"
 JG_TEST_EMULATED=1 JG_TEST_SCALE=${JG_TEST_SCALE:-4} JG_TEST_NO_UPPER=1 \
     ctest --output-on-failure -j "$jobs" -L unit --timeout 120 \
-    -E '^(monitor|example_(bobalice_process|pool_session|shm_sum|echo_server|http_server|chat_server))$'
+    -E '^(monitor|example_(bobalice_process|pool_session|shm_sum|echo_server|http_server(_2hubs_.*)?|chat_server))$'
