@@ -73,8 +73,7 @@ int jg_executor_shutdown(struct jg_executor *ex, unsigned flags)
     if (!ex || !ex->ops ||
         (flags & ~(unsigned)(JG_SHUTDOWN_WAIT | JG_SHUTDOWN_CANCEL_PENDING)))
         return -EINVAL;
-    return ex->ops->shutdown(ex, flags & JG_SHUTDOWN_WAIT,
-                             flags & JG_SHUTDOWN_CANCEL_PENDING);
+    return ex->ops->shutdown(ex, flags);
 }
 
 static struct jg_executor *default_pool;
@@ -85,7 +84,7 @@ int jg_executor_destroy(struct jg_executor *ex)
     /* The default pool lives as long as the process. */
     if (!ex || !ex->ops || ex == default_pool)
         return -EINVAL;
-    (void)ex->ops->shutdown(ex, true, false);
+    (void)ex->ops->shutdown(ex, JG_SHUTDOWN_WAIT);
     ex->ops->destroy(ex);
     return 0;
 }

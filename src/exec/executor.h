@@ -30,8 +30,9 @@ struct jg__executor_ops {
     /* Queue fn(arg); NULL when the backend cannot (-ENOTSUP). */
     int (*call)(struct jg_executor *ex, void *(*fn)(void *), void *arg,
                 struct jg_future *f);
-    int (*shutdown)(struct jg_executor *ex, bool wait, bool cancel_pending);
-    /* Free everything; called after shutdown(wait). */
+    /* jg_executor_shutdown's flags (enum jg_shutdown_flags), checked. */
+    int (*shutdown)(struct jg_executor *ex, unsigned flags);
+    /* Free everything; called after a shutdown with JG_SHUTDOWN_WAIT. */
     void (*destroy)(struct jg_executor *ex);
 };
 

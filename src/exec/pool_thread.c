@@ -6,8 +6,9 @@
  * A task is its future: the queue links and the work live in the future's
  * backend area, so a submission allocates nothing when the future cache is
  * warm. Invariant: a task counted in `count` is either run, or completed
- * CANCELLED by shutdown(cancel_pending); workers exit only when count is
- * zero after shutdown, so nothing queued is ever dropped.
+ * CANCELLED by a cancelling shutdown (JG_SHUTDOWN_CANCEL_PENDING); workers
+ * exit only when count is zero after shutdown, so nothing queued is ever
+ * dropped.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -36,7 +37,7 @@ struct tpool {
     pthread_t *threads;
     struct jg_future *exited;   /* completed by the last worker to exit */
     _Atomic int live;           /* workers running */
-    _Atomic bool cancel;        /* shutdown(cancel_pending) */
+    _Atomic bool cancel;        /* JG_SHUTDOWN_CANCEL_PENDING */
     struct jg__lock shut_mu;
     bool joined;
 
@@ -58,7 +59,7 @@ struct tpool {
     _Atomic int wake_pending;
 };
 
-/* The pool whose worker this thread is (shutdown(wait) from a task would
+/* The pool whose worker this thread is (a waiting shutdown from a task would
  * wait for itself). */
 static _Thread_local struct tpool *tls_pool;
 
@@ -156,7 +157,7 @@ static size_t take(struct tpool *p, struct jg_future **out, bool *more)
 
 static void run_task(struct tpool *p, struct jg_future *f)
 {
-    /* A task taken before shutdown(cancel_pending) has not started:
+    /* A task taken before a cancelling shutdown has not started:
      * it ends CANCELLED like the ones still queued. */
     if (atomic_load_explicit(&p->cancel, memory_order_relaxed)) {
         (void)jg_future_cancel(f);
@@ -260,7 +261,7 @@ static int tp_call(struct jg_executor *ex, void *(*fn)(void *), void *arg,
     return enqueue((struct tpool *)ex, f);
 }
 
-/* Cancel everything still queued (shutdown with cancel_pending). */
+/* Cancel everything still queued (JG_SHUTDOWN_CANCEL_PENDING). */
 static void cancel_queued(struct tpool *p)
 {
     struct jg_future *f, *next;
@@ -283,9 +284,10 @@ static void cancel_queued(struct tpool *p)
         atomic_fetch_sub(&p->count, k);
 }
 
-static int tp_shutdown(struct jg_executor *ex, bool wait, bool cancel_pending)
+static int tp_shutdown(struct jg_executor *ex, unsigned flags)
 {
     struct tpool *p = (struct tpool *)ex;
+    bool cancel_pending = flags & JG_SHUTDOWN_CANCEL_PENDING;
 
     if (cancel_pending)
         atomic_store(&p->cancel, true);
@@ -293,7 +295,7 @@ static int tp_shutdown(struct jg_executor *ex, bool wait, bool cancel_pending)
     if (cancel_pending)
         cancel_queued(p);
     wake_all(p);
-    if (!wait)
+    if (!(flags & JG_SHUTDOWN_WAIT))
         return 0;
     if (tls_pool == p)
         return -EDEADLK;

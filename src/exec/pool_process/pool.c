@@ -82,15 +82,15 @@ static int psubmit(struct jg_executor *ex, const char *name, const void *in,
     return 0;
 }
 
-static int pshutdown(struct jg_executor *ex, bool wait, bool cancel)
+static int pshutdown(struct jg_executor *ex, unsigned flags)
 {
     struct pool *p = (struct pool *)ex;
 
-    if (cancel)
+    if (flags & JG_SHUTDOWN_CANCEL_PENDING)
         atomic_store_explicit(&p->cancel_req, true, memory_order_seq_cst);
     atomic_store_explicit(&p->shut, true, memory_order_seq_cst);
     wake_manager(p);
-    if (!wait)
+    if (!(flags & JG_SHUTDOWN_WAIT))
         return 0;
     int rc = jg_future_result(p->drained, NULL, JG_FOREVER);
     return rc < 0 ? rc : 0;
@@ -100,7 +100,7 @@ static void pdestroy(struct jg_executor *ex)
 {
     struct pool *p = (struct pool *)ex;
 
-    (void)pshutdown(ex, false, false);
+    (void)pshutdown(ex, 0);
     pthread_join(p->mgr, NULL);
     jg__sys_close(p->efd);
     jg__sys_close(p->epfd);
