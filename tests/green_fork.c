@@ -391,8 +391,81 @@ static void test_fork_from_done_callback(void)
     T_EQ(reap(done_pid), 0);
 }
 
+/* ---- the parent's parked green threads never run in the child --------- */
+
+static _Atomic int *ran_in_child;
+static pid_t parent_pid;
+static struct jg_event *inherited_ev;
+
+/* Reap pid while this hub keeps running; its exit status, or -1. */
+static int reap_green(pid_t pid)
+{
+    int st = 0;
+
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 || jg_sleep(JG_MS(2)) < 0)
+            return -1;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* A green thread of the parent (not main), parked across the fork. */
+static void *parked_waiter(void *arg)
+{
+    int rc = jg_event_wait(inherited_ev, JG_FOREVER);
+
+    (void)arg;
+    if (getpid() != parent_pid)
+        atomic_fetch_add(ran_in_child, 1);
+    return rc < 0 ? JG_ERR(rc) : NULL;
+}
+
+static void *forker_sets(void *arg)
+{
+    (void)arg;
+    T_OK(jg_sleep(JG_MS(5)));   /* the waiter is parked now */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The child sets the event the parent's waiter sleeps on, and
+         * its timers run: the waiter must stay parked here for good. */
+        C_CHECK(jg_event_set(inherited_ev) == 0);
+        C_CHECK(jg_sleep(JG_MS(20)) == 0);
+        C_CHECK(atomic_load(ran_in_child) == 0);
+        _exit(0);
+    }
+    int st = reap_green(pid);
+    T_OK(jg_event_set(inherited_ev));
+    return (void *)(intptr_t)(st + 1);
+}
+
+static void test_fork_child_never_runs_parents_waiter(void)
+{
+    struct jg_green *w, *f;
+    void *res;
+
+    ran_in_child = mmap(NULL, sizeof(*ran_in_child), PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    T_ASSERT(ran_in_child != MAP_FAILED);
+    parent_pid = getpid();
+    inherited_ev = malloc(sizeof *inherited_ev);
+    T_OK(jg_event_init(inherited_ev));
+    T_OK(jg_spawn(&w, parked_waiter, NULL, NULL));
+    T_OK(jg_spawn(&f, forker_sets, NULL, NULL));
+    T_OK(jg_join(f, &res, JG_FOREVER));
+    T_OK(jg_join(w, NULL, JG_FOREVER));
+    T_EQ(atomic_load(ran_in_child), 0);
+    T_PEQ(res, (void *)(intptr_t)1);        /* the child exited 0 */
+    T_OK(jg_event_destroy(inherited_ev));
+    free(inherited_ev);
+}
+
 T_MAIN(T_CASE(test_fork_from_main), T_CASE(test_fork_from_green),
        T_CASE(test_fork_from_sliced), T_CASE(test_fork_from_loop_callback),
        T_CASE(test_forked_green_returns_cleanly),
        T_CASE(test_forked_child_wakes_old_mains_wait),
-       T_CASE(test_fork_from_done_callback))
+       T_CASE(test_fork_from_done_callback),
+       T_CASE(test_fork_child_never_runs_parents_waiter))

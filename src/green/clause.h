@@ -68,7 +68,7 @@ static inline struct jg__clause *jg__clause_get(struct jg_green *g)
 /* Whether c's green thread still waits: no waker has claimed its park. */
 static inline bool jg__clause_live(const struct jg__clause *c)
 {
-    return c->g->state == JG_GREEN_PARKED &&
+    return jg__wakeable(c->g) &&
            !atomic_load_explicit(&c->g->park.fired, memory_order_relaxed);
 }
 

@@ -1126,6 +1126,8 @@ static void after_fork_child(void)
 
     if (!h)
         return;
+    /* The parent's other green threads stay parked for good. */
+    h->fork_floor = h->next_id;
     self = h->current;
     m = h->main_g;
     /* Forked from the hub's context (a loop callback) or from a green

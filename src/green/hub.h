@@ -126,6 +126,9 @@ struct jg_hub {
      * only by this thread; the watchdog thread reads it. */
     _Atomic uint64_t switches;
     int *errno_loc;             /* this thread's errno */
+    /* In a forked child: the last id of the parent's green threads, which
+     * never run here (jg__wakeable); 0 otherwise. */
+    uint64_t fork_floor;
     struct jg__list ready;      /* READY green threads, FIFO */
     struct jg_green *main_g;    /* the thread's original context */
     struct jg_green *zombie;    /* finished; its stack is freed next */
@@ -318,6 +321,22 @@ static inline struct jg_green *jg__park_prepare(void)
 }
 
 /*
+ * Whether g is parked where a waker may end the park. Not a parent's green
+ * thread that a forked child inherited parked on something (an event, a
+ * queue, a timer): it never runs in the child, where its stack and its
+ * caller's state belong to the parent; only the green thread that forked
+ * (now main), or main and the hub when a callback forked, go on.
+ */
+static inline bool jg__wakeable(const struct jg_green *g)
+{
+    const struct jg_hub *h = g->hub;
+
+    return g->state == JG_GREEN_PARKED &&
+           (likely(g->id > h->fork_floor) || g == h->main_g ||
+            g == h->hub_g);
+}
+
+/*
  * Wake g if it still waits (hub thread only): claim the park, record
  * result, make g ready. Returns true if this call woke it. Exactly one
  * waker wins: with a cross-thread source in play (JG__G_REMOTE) the claim
@@ -326,7 +345,7 @@ static inline struct jg_green *jg__park_prepare(void)
  */
 static inline bool jg__wake(struct jg_green *g, int result)
 {
-    if (g->state != JG_GREEN_PARKED)
+    if (!jg__wakeable(g))
         return false;
     if (unlikely(g->flags & JG__G_REMOTE)) {
         int zero = 0;
