@@ -427,8 +427,109 @@ static void test_cross_hub(void)
     T_OK(jg_group_destroy(grp));
 }
 
+/* ---- destroy while a woken waiter has not run yet ----------------------- */
+
+static struct jg_group *dgrp;
+static int destroy_rc = 1;
+
+static void *quick(void *arg)
+{
+    (void)arg;
+    T_OK(jg_sleep(JG_MS(5)));
+    return NULL;
+}
+
+static void *group_joiner(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)jg_group_join(dgrp, JG_FOREVER);
+}
+
+/* Joins the member itself, so it is woken before the group's joiner and
+ * tries to destroy the group before that joiner runs. */
+static void *destroyer(void *arg)
+{
+    T_OK(jg_join(arg, NULL, JG_FOREVER));
+    destroy_rc = jg_group_destroy(dgrp);
+    return NULL;
+}
+
+/* A joiner woken by the last member's end has not run yet: destroy says
+ * -EBUSY, or the joiner would read the freed group as it resumes. */
+static void test_destroy_busy_while_joiner_woken(void)
+{
+    struct jg_green *m, *j, *d;
+
+    T_OK(jg_group_create(&dgrp, NULL));
+    T_OK(jg_group_spawn(dgrp, &m, quick, NULL, JG_FOREVER));
+    T_OK(jg_spawn(&d, destroyer, m, NULL));
+    T_OK(jg_spawn(&j, group_joiner, NULL, NULL));
+    T_OK(jg_join(d, NULL, JG_FOREVER));
+    T_OK(jg_join(j, NULL, JG_FOREVER));
+    T_ERR(destroy_rc, -EBUSY);
+    T_OK(jg_group_destroy(dgrp));
+}
+
+static struct jg_event *hold_ev;
+static struct jg_imap *imap_it;
+
+static void *holder(void *arg)
+{
+    (void)arg;
+    T_OK(jg_event_wait(hold_ev, JG_FOREVER));
+    return NULL;
+}
+
+static void *ident(void *arg)
+{
+    return arg;
+}
+
+static void *imap_owner(void *arg)
+{
+    size_t idx;
+    void *res;
+
+    (void)arg;
+    return (void *)(intptr_t)jg_imap_next(imap_it, &idx, &res, JG_FOREVER);
+}
+
+/* jg_imap_next waits for a place (the pool is full of another member):
+ * destroy and a second next say -EBUSY instead of freeing or sharing the
+ * iterator under the waiting owner. */
+static void test_imap_busy_while_next_waits_for_place(void)
+{
+    struct jg_group_opts o = { .size = 1 };
+    struct jg_green *h, *own;
+    void *args[1] = { P(7) }, *res = NULL;
+    size_t idx = 0;
+    int destroy1, next2;
+
+    hold_ev = malloc(sizeof *hold_ev);
+    T_OK(jg_event_init(hold_ev));
+    T_OK(jg_group_create(&dgrp, &o));
+    T_OK(jg_group_spawn(dgrp, &h, holder, NULL, JG_FOREVER));
+    T_OK(jg_group_imap_unordered(dgrp, &imap_it, ident, args, 1));
+    T_OK(jg_spawn(&own, imap_owner, NULL, NULL));
+    T_OK(jg_sleep(JG_MS(5)));           /* the owner parks for a place */
+    destroy1 = jg_imap_destroy(imap_it);
+    next2 = jg_imap_next(imap_it, &idx, &res, 0);
+    T_OK(jg_event_set(hold_ev));
+    T_OK(jg_join(h, NULL, JG_FOREVER));
+    T_OK(jg_join(own, &res, JG_FOREVER));
+    T_ERR(destroy1, -EBUSY);
+    T_ERR(next2, -EBUSY);
+    T_EQ((intptr_t)res, 1);             /* the owner got its one result */
+    T_OK(jg_imap_destroy(imap_it));
+    T_OK(jg_group_join(dgrp, JG_FOREVER));
+    T_OK(jg_group_destroy(dgrp));
+    T_OK(jg_event_destroy(hold_ev));
+    free(hold_ev);
+}
+
 T_MAIN(T_CASE(test_pool_limit_spawn), T_CASE(test_pool_map),
        T_CASE(test_full_pool), T_CASE(test_bad_args),
        T_CASE(test_fail_fast), T_CASE(test_collect),
        T_CASE(test_join_kill), T_CASE(test_imap_unordered),
-       T_CASE(test_cross_hub))
+       T_CASE(test_cross_hub), T_CASE(test_destroy_busy_while_joiner_woken),
+       T_CASE(test_imap_busy_while_next_waits_for_place))

@@ -32,6 +32,8 @@ struct jg_group {
     size_t running;             /* live members + handed places */
     size_t live;                /* live members */
     size_t failed;
+    size_t nwait;               /* in join or waiting for a place, woken
+                                 * ones too until they run: no destroy */
     int first_err;
     struct jg__list members, slotq, joinq;
 };
@@ -163,8 +165,7 @@ int jg_group_destroy(struct jg_group *grp)
 
     if (rc < 0)
         return rc;
-    if (grp->running || jg__clause_first(&grp->slotq) ||
-        jg__clause_first(&grp->joinq))
+    if (grp->running || grp->nwait)
         return -EBUSY;
     free(grp);
     return 0;
@@ -186,7 +187,9 @@ static int take_place(struct jg_group *grp, int64_t timeout_ns,
     }
     if (timeout_ns == 0)
         return -EAGAIN;
+    grp->nwait++;
     rc = wait_on(&grp->slotq, deadline, &handed);
+    grp->nwait--;
     if (!handed)
         return rc < 0 ? rc : -EAGAIN;
     /* The place is ours; killed since, or the group failed? Pass it on. */
@@ -262,7 +265,9 @@ int jg_group_join(struct jg_group *grp, int64_t timeout_ns)
     if (grp->running > 0) {
         if (timeout_ns == 0)
             return -ETIMEDOUT;
+        grp->nwait++;
         rc = wait_on(&grp->joinq, jg__deadline_after(timeout_ns), NULL);
+        grp->nwait--;
         /* Woken with 0: every member had ended then (new spawns since
          * are the next join's). */
         if (rc < 0 && grp->running > 0)
@@ -311,6 +316,7 @@ struct jg_imap {
     unsigned refs;              /* the owner + each worker */
     bool stop;                  /* start no more jobs */
     bool owned;                 /* the owner has not closed it */
+    bool busy;                  /* a green thread is in jg_imap_next */
     struct jg__clause *waiter;  /* the owner parked in jg_imap_next */
     struct jg__list wks;        /* live workers' records */
 };
@@ -471,22 +477,13 @@ int jg_group_imap_unordered(struct jg_group *grp, struct jg_imap **out,
     return 0;
 }
 
-int jg_imap_next(struct jg_imap *it, size_t *index, void **result,
-                 int64_t timeout_ns)
+/* jg_imap_next once its arguments are checked and it->busy is set. */
+static int imap_next(struct jg_imap *it, size_t *index, void **result,
+                     int64_t timeout_ns)
 {
-    int64_t deadline;
+    int64_t deadline = jg__deadline_after(timeout_ns);
     int rc;
 
-    if (!it || !it->owned)
-        return -EINVAL;
-    rc = check(it->grp);
-    if (rc < 0)
-        return rc;
-    if (!jg__timeout_ok(timeout_ns))
-        return -EINVAL;
-    if (it->waiter)
-        return -EBUSY;
-    deadline = jg__deadline_after(timeout_ns);
     while (it->nout == it->ndone) {
         /* Nothing to deliver: more workers if places are free. */
         rc = top_up(it);
@@ -529,18 +526,45 @@ int jg_imap_next(struct jg_imap *it, size_t *index, void **result,
     return 1;
 }
 
-int jg_imap_destroy(struct jg_imap *it)
+/*
+ * The checks of an iterator's calls: -EINVAL, -EXDEV, or -EBUSY while a
+ * green thread is in jg_imap_next (one caller at a time, for the whole
+ * call: it may wait for a place as well as for a result, and destroy must
+ * not free the iterator under either wait).
+ */
+static int imap_check(const struct jg_imap *it)
 {
-    struct jg__list *e, *next;
     int rc;
 
     if (!it || !it->owned)
         return -EINVAL;
-    rc = check(it->grp);
+    if ((rc = check(it->grp)) < 0)
+        return rc;
+    return it->busy ? -EBUSY : 0;
+}
+
+int jg_imap_next(struct jg_imap *it, size_t *index, void **result,
+                 int64_t timeout_ns)
+{
+    int rc = imap_check(it);
+
     if (rc < 0)
         return rc;
-    if (it->waiter)
-        return -EBUSY;
+    if (!jg__timeout_ok(timeout_ns))
+        return -EINVAL;
+    it->busy = true;
+    rc = imap_next(it, index, result, timeout_ns);
+    it->busy = false;
+    return rc;
+}
+
+int jg_imap_destroy(struct jg_imap *it)
+{
+    struct jg__list *e, *next;
+    int rc = imap_check(it);
+
+    if (rc < 0)
+        return rc;
     it->stop = true;
     it->owned = false;
     /* Killing an unstarted worker ends it at once: its record goes. */
