@@ -424,9 +424,28 @@ static void test_hub_not_blocked(void)
     T_ASSERT(atomic_load(&ticks) >= 5);
 }
 
+/* A write error on the stdin pipe other than EPIPE is the call's: here
+ * the pipe's number names a read-only file, so writing gives EBADF (the
+ * child sees its stdin end and exits; the error must not be lost to the
+ * wait for that exit). */
+static void test_feed_error_reported(void)
+{
+    struct jg_subprocess *p;
+    struct jg_subprocess_output r = { 0 };
+    int ro = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    T_ASSERT(ro >= 0);
+    T_OK(jg_subprocess_spawn(&p, ARGV("cat"), &PIPES));
+    T_ASSERT(dup2(ro, jg_subprocess_stdin(p)) >= 0);
+    close(ro);
+    T_ERR(jg_subprocess_communicate(p, &r, "abc", 3, JG_SEC(10)), -EBADF);
+    T_OK(jg_subprocess_kill(p));
+    T_OK(jg_subprocess_destroy(p));
+}
+
 T_MAIN(T_CASE(test_cat_10mib_green), T_CASE(test_cat_10mib_plain_thread),
        T_CASE(test_stdin_closed_early), T_CASE(test_wait_timeout_then_kill),
        T_CASE(test_exit_status), T_CASE(test_missing_program),
        T_CASE(test_child_signal_state), T_CASE(test_child_fds_env_cwd),
        T_CASE(test_stderr_routing), T_CASE(test_communicate_resume),
-       T_CASE(test_hub_not_blocked))
+       T_CASE(test_hub_not_blocked), T_CASE(test_feed_error_reported))

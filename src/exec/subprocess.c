@@ -536,9 +536,14 @@ int jg_subprocess_communicate(struct jg_subprocess *p,
     int64_t deadline = jg__deadline_after(timeout_ns);
     while (p->fd[0] >= 0 || p->fd[1] >= 0 || p->fd[2] >= 0) {
         int moved = 0;
-        if (p->fd[0] >= 0 && (rc = feed(p, in, in_len)) < 0)
-            break;
-        moved |= rc;
+        if (p->fd[0] >= 0) {
+            /* A write error is the call's (EPIPE is handled in feed):
+             * going on to wait for the exit would leave the output
+             * pipes undrained. */
+            if ((rc = feed(p, in, in_len)) < 0)
+                goto out;
+            moved |= rc;
+        }
         for (int i = 1; i < 3; i++) {
             if (p->fd[i] >= 0 && (rc = drain(p, i)) < 0)
                 goto out;
