@@ -128,6 +128,10 @@ static void test_missing(void)
     T_ASSERT(jg__cpu_quota_at(root) == 0);
     put("sys/fs/cgroup/a/cpu.max", "garbage\n");
     T_ASSERT(jg__cpu_quota_at(root) == 0);
+    /* A cgroup seen from outside its namespace: not ours to read. */
+    put("sys/fs/cgroup/cpu.max", "100000 100000\n");
+    put("proc/self/cgroup", "0::/../b\n");
+    T_ASSERT(jg__cpu_quota_at(root) == 0);
 }
 
 static void test_real(void)

@@ -20,7 +20,7 @@
 #include "sys.h"
 
 #define LINE_MAX_ 4096
-#define PATH_MAX_ 1024          /* a longer cgroup path: taken as no quota */
+#define PATH_MAX_ 1024          /* a longer path: taken as no quota */
 #define DIR_MAX_ (3 * PATH_MAX_)
 
 /*
@@ -109,6 +109,8 @@ static int cgroup_line(char *line, void *ctx)
     const char *ctl = c1 + 1, *path = c2 + 1;
     bool v1cpu = names_cpu(ctl);
 
+    if (strlen(path) >= sizeof(w->path))
+        return 0;               /* too long for us: no quota known */
     if (v1cpu || (!*ctl && strcmp(line, "0") == 0 && !w->path[0])) {
         snprintf(w->path, sizeof(w->path), "%s", path);
         w->v2 = !v1cpu;
@@ -144,6 +146,8 @@ static int mount_line(char *line, void *ctx)
               : strcmp(fstype, "cgroup") != 0)
         return 0;
     if (!w->v2 && !names_cpu(super))
+        return 0;
+    if (strlen(f[3]) >= sizeof(w->mroot) || strlen(f[4]) >= sizeof(w->mount))
         return 0;
     snprintf(w->mroot, sizeof(w->mroot), "%s", f[3]);
     snprintf(w->mount, sizeof(w->mount), "%s", f[4]);
@@ -230,6 +234,10 @@ double jg__cpu_quota_at(const char *root)
     if (strcmp(w.mroot, "/") != 0 && strncmp(rel, w.mroot, rl) == 0 &&
         (rel[rl] == '/' || rel[rl] == '\0'))
         rel += rl;
+    /* A cgroup outside our namespace's view ("/../x") has no files we
+     * may read as its own. */
+    if (strstr(rel, "/.."))
+        return 0;
     /* The cgroup and each ancestor up to the mount: the tightest wins. */
     if ((size_t)snprintf(dir, sizeof(dir), "%s%s%s", root, w.mount,
                          strcmp(rel, "/") == 0 ? "" : rel) >= sizeof(dir))
