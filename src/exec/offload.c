@@ -26,9 +26,12 @@
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* CLOCK_MONOTONIC */
+    pthread_cond_t grow_cv;     /* the grower's */
     struct jg__list jobs;
     size_t queued;
     int nthreads, nidle;
+    int starting;               /* created, not yet waiting or working */
+    bool grower;                /* the grower thread runs */
 } op = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static pthread_once_t op_once = PTHREAD_ONCE_INIT;
@@ -54,9 +57,11 @@ static void op_child(void)
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
     pthread_cond_init(&op.cv, &a);
     pthread_condattr_destroy(&a);
+    pthread_cond_init(&op.grow_cv, NULL);
     jg__list_init(&op.jobs);
     op.queued = 0;
-    op.nthreads = op.nidle = 0;
+    op.nthreads = op.nidle = op.starting = 0;
+    op.grower = false;
 }
 
 static void op_init(void)
@@ -67,6 +72,7 @@ static void op_init(void)
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
     pthread_cond_init(&op.cv, &a);
     pthread_condattr_destroy(&a);
+    pthread_cond_init(&op.grow_cv, NULL);
     jg__list_init(&op.jobs);
     pthread_atfork(op_prepare, op_parent, op_child);
 }
@@ -98,6 +104,7 @@ static void *op_thread(void *arg)
     (void)arg;
     jg__block_all_signals();
     pthread_mutex_lock(&op.mu);
+    op.starting--;
     for (;;) {
         until = jg_now() + IDLE_NS;
         ts.tv_sec = until / 1000000000LL;
@@ -122,12 +129,73 @@ static void *op_thread(void *arg)
     }
 }
 
-/* Queue f (the pool takes a reference): 0, -EAGAIN (no thread at all). */
-static int op_submit(struct jg_future *f)
+/* Start a thread running fn with every signal blocked (under mu):
+ * 0 or -errno. */
+static int start_locked(void *(*fn)(void *))
 {
     sigset_t all, old;
     pthread_attr_t a;
     pthread_t t;
+    int rc;
+
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rc = -pthread_create(&t, &a, fn, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&a);
+    return rc;
+}
+
+/* Whether the queue outnumbers the threads that will get to it: each
+ * blocking job gets a thread of its own, up to the cap. */
+static bool want_more(void)
+{
+    return op.queued > (size_t)(op.nidle + op.starting) &&
+           op.nthreads < OFFLOAD_MAX;
+}
+
+static int start_worker_locked(void)
+{
+    int rc;
+
+    op.nthreads++;
+    op.starting++;
+    if ((rc = start_locked(op_thread)) < 0) {
+        op.nthreads--;
+        op.starting--;
+    }
+    return rc;
+}
+
+/*
+ * The grower: starts the workers beyond the first, so that a burst of
+ * offloaded calls does not make the submitting hub create threads (a
+ * clone and a stack mapping each, which under load hold the hub for
+ * milliseconds). It sleeps on its condition when nothing is wanted and
+ * lives as long as the process.
+ */
+static void *grower_main(void *arg)
+{
+    (void)arg;
+    jg__block_all_signals();
+    pthread_mutex_lock(&op.mu);
+    for (;;) {
+        while (!want_more())
+            pthread_cond_wait(&op.grow_cv, &op.mu);
+        if (start_worker_locked() < 0) {
+            /* No thread now: the running ones get to it; try again at
+             * the next submission. */
+            pthread_cond_wait(&op.grow_cv, &op.mu);
+        }
+    }
+    return NULL;
+}
+
+/* Queue f (the pool takes a reference): 0, -EAGAIN (no thread at all). */
+static int op_submit(struct jg_future *f)
+{
     int rc = 0;
 
     pthread_once(&op_once, op_init);
@@ -135,22 +203,18 @@ static int op_submit(struct jg_future *f)
     pthread_mutex_lock(&op.mu);
     jg__list_push_back(&op.jobs, link_of(f));
     op.queued++;
-    /* Grow when the queue outnumbers the idle threads: each blocking job
-     * gets a thread of its own, up to the cap. */
-    if (op.queued > (size_t)op.nidle && op.nthreads < OFFLOAD_MAX) {
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
-        rc = -pthread_create(&t, &a, op_thread, NULL);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        pthread_attr_destroy(&a);
-        if (rc == 0)
-            op.nthreads++;
-        else if (op.nthreads > 0)
-            rc = 0;             /* the ones there will get to it */
-        else
+    if (op.nthreads == 0) {
+        /* The first worker comes from here, so that a job never waits
+         * for one that cannot be made; the grower makes the rest. */
+        if ((rc = start_worker_locked()) < 0)
             unlink_job(f);
+        else if (!op.grower && start_locked(grower_main) == 0)
+            op.grower = true;
+    } else if (want_more()) {
+        if (op.grower)
+            pthread_cond_signal(&op.grow_cv);
+        else
+            (void)start_worker_locked();    /* no grower: as before */
     }
     if (rc == 0)
         pthread_cond_signal(&op.cv);
